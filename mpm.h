@@ -1,0 +1,24 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* mpm.h: what the perchild MPM is, for code that includes it by the
+ * in-tree convention of httpd 2.0's MPM directories. */
+
+#ifndef APACHE_MPM_PERCHILD_H
+#define APACHE_MPM_PERCHILD_H
+
+#define PERCHILD_MPM
+#define MPM_NAME "perchild"
+#define AP_MPM_WANT_SET_MAX_REQUESTS_PER_CHILD
+
+#endif /* APACHE_MPM_PERCHILD_H */

@@ -1,0 +1,53 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* pc_handoff.h: moving a connection to the pool that owns its vhost.
+ * The child loop (pc_child.c) calls these; HTTP knowledge stays here. */
+
+#ifndef PC_HANDOFF_H
+#define PC_HANDOFF_H
+
+#include "httpd.h"
+
+/* Values of a socket-table entry besides a descriptor (the design
+ * card's shape). */
+#define PC_SOCK_IDLE   (-1)
+#define PC_SOCK_PASSED (-2)
+
+/* A connection passed from another pool's child: the client descriptor
+ * and the bytes already read from it, to be read again before the
+ * socket.  'bytes' is malloc'ed and owned by whoever holds the record. */
+typedef struct pc_passed_t {
+    int fd;
+    char *bytes;
+    apr_size_t len;
+} pc_passed_t;
+
+/* Child start: keep only this pool's channel ends. */
+void pc_handoff_child_init(apr_pool_t *pchild, int pool);
+
+/* The descriptor the listener polls for passed connections, or -1. */
+int pc_handoff_channel_fd(int pool);
+
+/* Receives one passed connection (non-blocking).  APR_SUCCESS fills
+ * 'out'; anything else means nothing to serve. */
+apr_status_t pc_handoff_receive(int chan, pc_passed_t *out);
+
+/* Makes conn_rec 'c' read the passed bytes before its socket; takes
+ * ownership of the bytes (freed with the connection's pool). */
+void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed);
+
+/* Frees what a passed record owns when it is not adopted. */
+void pc_handoff_passed_done(pc_passed_t *passed);
+
+#endif /* PC_HANDOFF_H */

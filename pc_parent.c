@@ -1,0 +1,370 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* pc_parent.c: the root parent.  It forks every pool's children, reaps
+ * and respawns them, and carries out stop, restart, graceful and
+ * graceful-stop.  It never serves a request.
+ *
+ * Every slot belongs to one pool for the life of a configuration, so
+ * respawning is one-for-one: a dead child's slot gets a new child of
+ * the same pool.  A pool whose child cannot drop privileges (exit code
+ * APEXIT_CHILDFATAL) is not respawned until the next restart; a pool
+ * whose children keep dying right after start is held off for a while.
+ */
+
+#include "perchild.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "apr_strings.h"
+
+#include <unistd.h>
+#include <signal.h>
+
+APLOG_USE_MODULE(mpm_perchild);
+
+/* A child that dies this soon after its start counts as a fast death. */
+#define PC_FAST_DEATH     apr_time_from_sec(5)
+/* After this many fast deaths in a row its pool is held off ... */
+#define PC_FAST_DEATHS    5
+/* ... for this long. */
+#define PC_HOLD_OFF       apr_time_from_sec(10)
+
+/* Per-generation parent state, in pconf. */
+static apr_time_t *slot_started;   /* when each slot's child was forked */
+static int *pool_disabled;         /* 1: cannot drop privileges */
+
+static void ensure_pool_state(void)
+{
+    int n = pc_conf->pools->nelts;
+
+    /* Hold-offs survive graceful restarts only while the pool count
+     * stays; a changed configuration starts afresh. */
+    if (pc_retained->pool_state_size != n) {
+        pc_retained->pool_fail_until = apr_pcalloc(ap_pglobal,
+                                                   n * sizeof(apr_time_t));
+        pc_retained->pool_fast_deaths = apr_pcalloc(ap_pglobal,
+                                                    n * sizeof(int));
+        pc_retained->pool_state_size = n;
+    }
+    slot_started = apr_pcalloc(pc_pconf, pc_conf->server_limit
+                                         * sizeof(apr_time_t));
+    pool_disabled = apr_pcalloc(pc_pconf, n * sizeof(int));
+}
+
+static const char *slot_label(int slot)
+{
+    return pc_pools_label(pc_pools_get(pc_pools_pool_of_slot(slot)));
+}
+
+static void note_child_killed(int slot, pid_t pid, ap_generation_t gen)
+{
+    if (slot != -1) {
+        process_score *ps = &ap_scoreboard_image->parent[slot];
+
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                     "PC0201: Child %d stopped: pid %" APR_PID_T_FMT
+                     ", gen %d, pool %s", slot, ps->pid,
+                     (int)ps->generation, slot_label(slot));
+        ap_run_child_status(ap_server_conf, ps->pid, ps->generation, slot,
+                            MPM_CHILD_EXITED);
+        ps->pid = 0;
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                     "PC0202: Child stopped: pid %" APR_PID_T_FMT
+                     ", gen %d (previous generation)", pid, (int)gen);
+        ap_run_child_status(ap_server_conf, pid, gen, -1, MPM_CHILD_EXITED);
+    }
+}
+
+static void note_child_started(int slot, pid_t pid)
+{
+    ap_generation_t gen = pc_retained->mpm->my_generation;
+    process_score *ps = &ap_scoreboard_image->parent[slot];
+
+    if (ps->pid != 0) {
+        /* An old generation's child still finishes its requests in this
+         * slot: remember it so that stop can still reap it. */
+        ap_run_child_status(ap_server_conf, ps->pid, ps->generation, slot,
+                            MPM_CHILD_LOST_SLOT);
+        ap_register_extra_mpm_process(ps->pid, ps->generation);
+    }
+    ps->pid = pid;
+    ps->generation = gen;
+    ps->quiescing = 0;
+    ap_run_child_status(ap_server_conf, pid, gen, slot, MPM_CHILD_STARTED);
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                 "PC0203: Child %d started: pid %" APR_PID_T_FMT
+                 ", gen %d, pool %s", slot, pid, (int)gen, slot_label(slot));
+}
+
+/* Tells every child of this generation, through the pipe of death, to
+ * stop gracefully or at once. */
+static void signal_children(ap_podx_restart_t mode)
+{
+    if (pc_pod != NULL) {
+        ap_mpm_podx_killpg(pc_pod, pc_retained->max_daemons_limit, mode);
+    }
+}
+
+static int make_child(server_rec *s, int slot)
+{
+    int pool = pc_pools_pool_of_slot(slot);
+    pid_t pid;
+
+    if (slot + 1 > pc_retained->max_daemons_limit) {
+        pc_retained->max_daemons_limit = slot + 1;
+    }
+    if (pc_one_process) {
+        note_child_started(slot, getpid());
+        pc_child_main(slot, pool);
+    }
+    pid = fork();
+    if (pid == -1) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+                     "PC0204: fork of a child of pool %s failed",
+                     slot_label(slot));
+        /* Don't spin on a system out of processes. */
+        apr_sleep(apr_time_from_sec(1));
+        return -1;
+    }
+    if (pid == 0) {
+        pc_child_main(slot, pool);
+    }
+    slot_started[slot] = apr_time_now();
+    note_child_started(slot, pid);
+    return 0;
+}
+
+static int pool_may_start(int pool, apr_time_t now)
+{
+    if (pool_disabled[pool]) {
+        return 0;
+    }
+    return now >= pc_retained->pool_fail_until[pool];
+}
+
+/* Starts a child in every empty slot whose pool may run. */
+static void fill_slots(server_rec *s)
+{
+    apr_time_t now = apr_time_now();
+    int i;
+
+    for (i = 0; i < pc_conf->total_children; i++) {
+        int pool = pc_pools_pool_of_slot(i);
+
+        if (ap_scoreboard_image->parent[i].pid != 0
+            && ap_scoreboard_image->parent[i].generation
+               == pc_retained->mpm->my_generation) {
+            continue;
+        }
+        if (pool < 0 || !pool_may_start(pool, now)) {
+            continue;
+        }
+        if (make_child(s, i) < 0) {
+            break;
+        }
+    }
+}
+
+/* Bookkeeping for a dead child of the current generation. */
+static void child_died(int slot, int status, apr_exit_why_e why)
+{
+    int pool = pc_pools_pool_of_slot(slot);
+    int t;
+    apr_time_t now = apr_time_now();
+
+    for (t = 0; t < pc_conf->thread_limit; t++) {
+        ap_update_child_status_from_indexes(slot, t, SERVER_DEAD, NULL);
+    }
+    note_child_killed(slot, 0, 0);
+    if (pool < 0) {
+        return;
+    }
+    if (status == APEXIT_CHILDFATAL) {
+        pool_disabled[pool] = 1;
+        ap_log_error(APLOG_MARK, APLOG_ALERT, 0, ap_server_conf,
+                     "PC0205: a child of pool %s could not start as its "
+                     "user (see above); the pool is not respawned until "
+                     "the next restart, and its vhosts get 503",
+                     pc_pools_label(pc_pools_get(pool)));
+        return;
+    }
+    if (now - slot_started[slot] >= PC_FAST_DEATH) {
+        pc_retained->pool_fast_deaths[pool] = 0;
+        return;
+    }
+    if (++pc_retained->pool_fast_deaths[pool] >= PC_FAST_DEATHS) {
+        pc_retained->pool_fast_deaths[pool] = 0;
+        pc_retained->pool_fail_until[pool] = now + PC_HOLD_OFF;
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     "PC0206: children of pool %s die right after start; "
+                     "holding the pool off for %d seconds",
+                     pc_pools_label(pc_pools_get(pool)),
+                     (int)apr_time_sec(PC_HOLD_OFF));
+    }
+}
+
+static void reap_one(apr_proc_t *pid, apr_exit_why_e why, int status)
+{
+    int processed = ap_process_child_status(pid, why, status);
+    int slot = ap_find_child_by_pid(pid);
+    ap_generation_t old_gen;
+
+    if (slot >= 0) {
+        if (ap_scoreboard_image->parent[slot].generation
+            == pc_retained->mpm->my_generation) {
+            child_died(slot, processed, why);
+        }
+        else {
+            note_child_killed(slot, 0, 0);
+        }
+    }
+    else if (ap_unregister_extra_mpm_process(pid->pid, &old_gen) == 1) {
+        note_child_killed(-1, pid->pid, old_gen);
+    }
+#if APR_HAS_OTHER_CHILD
+    else if (apr_proc_other_child_alert(pid, APR_OC_REASON_DEATH, status)
+             == 0) {
+        /* A piped logger or another module's helper: handled. */
+    }
+#endif
+}
+
+static void server_main_loop(server_rec *s)
+{
+    apr_exit_why_e why;
+    int status;
+    apr_proc_t pid;
+
+    while (!pc_retained->mpm->restart_pending
+           && !pc_retained->mpm->shutdown_pending) {
+        ap_wait_or_timeout(&why, &status, &pid, pc_pconf, ap_server_conf);
+        if (pid.pid != -1) {
+            reap_one(&pid, why, status);
+            if (pc_retained->mpm->restart_pending
+                || pc_retained->mpm->shutdown_pending) {
+                break;
+            }
+        }
+        fill_slots(s);
+    }
+}
+
+static void stop_ungraceful(void)
+{
+    signal_children(AP_MPM_PODX_RESTART);
+    ap_reclaim_child_processes(1, note_child_killed);
+}
+
+static int any_child_alive(void)
+{
+    int i;
+
+    for (i = 0; i < pc_retained->max_daemons_limit; i++) {
+        if (ap_mpm_safe_kill(ap_scoreboard_image->parent[i].pid, 0)
+            == APR_SUCCESS) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* graceful-stop: stop accepting, let in-flight requests finish (up to
+ * GracefulShutdownTimeout), then make sure nothing is left. */
+static void stop_graceful(void)
+{
+    apr_time_t cutoff = 0;
+
+    ap_close_listeners();
+    signal_children(AP_MPM_PODX_GRACEFUL);
+    ap_relieve_child_processes(note_child_killed);
+    if (ap_graceful_shutdown_timeout) {
+        cutoff = apr_time_now()
+                 + apr_time_from_sec(ap_graceful_shutdown_timeout);
+    }
+    pc_retained->mpm->shutdown_pending = 0;
+    while (!pc_retained->mpm->shutdown_pending && any_child_alive()
+           && (!cutoff || apr_time_now() < cutoff)) {
+        apr_sleep(apr_time_from_msec(200));
+        ap_relieve_child_processes(note_child_killed);
+    }
+    stop_ungraceful();
+}
+
+static void log_started(apr_pool_t *plog, server_rec *s)
+{
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                 "PC0207: %s configured -- resuming normal operations",
+                 ap_get_server_description());
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                 "PC0208: Server built: %s", ap_get_server_built());
+    ap_log_command_line(plog, s);
+    ap_log_mpm_common(s);
+}
+
+int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)
+{
+    ap_unixd_mpm_retained_data *mpm = pc_retained->mpm;
+
+    ap_log_pid(pconf, ap_pid_fname);
+    if (!mpm->was_graceful) {
+        if (ap_run_pre_mpm(s->process->pool, SB_SHARED) != OK) {
+            mpm->mpm_state = AP_MPMQ_STOPPING;
+            return !OK;
+        }
+        ap_scoreboard_image->global->running_generation = mpm->my_generation;
+    }
+    ap_unixd_mpm_set_signals(pconf, pc_one_process);
+    ensure_pool_state();
+
+    log_started(plog, s);
+    mpm->mpm_state = AP_MPMQ_RUNNING;
+    fill_slots(s);
+    server_main_loop(s);
+    mpm->mpm_state = AP_MPMQ_STOPPING;
+
+    if (mpm->shutdown_pending && mpm->is_ungraceful) {
+        stop_ungraceful();
+        ap_remove_pid(pconf, ap_pid_fname);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     "PC0209: caught SIGTERM, shutting down");
+        return DONE;
+    }
+    if (mpm->shutdown_pending) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     "PC0210: caught " AP_SIG_GRACEFUL_STOP_STRING
+                     ", shutting down gracefully");
+        stop_graceful();
+        ap_remove_pid(pconf, ap_pid_fname);
+        return DONE;
+    }
+    if (pc_one_process) {
+        return DONE;
+    }
+
+    ++mpm->my_generation;
+    ap_scoreboard_image->global->running_generation = mpm->my_generation;
+    if (!mpm->is_ungraceful) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     "PC0211: " AP_SIG_GRACEFUL_STRING " received.  Doing "
+                     "graceful restart");
+        signal_children(AP_MPM_PODX_GRACEFUL);
+    }
+    else {
+        stop_ungraceful();
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     "PC0212: SIGHUP received.  Attempting to restart");
+    }
+    return OK;
+}

@@ -1,0 +1,425 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* pc_pools.c: identities, pools, and who owns which vhost and listener.
+ *
+ * Pool 0 always runs as User/Group and owns the main server and every
+ * vhost without AssignUserID.  ChildPerUserID declares further pools;
+ * an AssignUserID identity that no ChildPerUserID names gets a pool of
+ * NumServers children (so an mpm-itk configuration works unchanged).
+ * Scoreboard slots are laid out pool after pool, so a slot's pool never
+ * changes while the configuration does not.
+ */
+
+#include "perchild.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "apr_strings.h"
+#include "apr_lib.h"
+
+#include <pwd.h>
+#include <grp.h>
+#include <errno.h>
+#include <stdlib.h>
+
+APLOG_USE_MODULE(mpm_perchild);
+
+/* Parses "#123" or a non-negative decimal; -1 if it is neither. */
+static long parse_numeric_id(const char *arg)
+{
+    char *end;
+    long v;
+
+    if (arg[0] != '#' || !apr_isdigit(arg[1])) {
+        return -1;
+    }
+    errno = 0;
+    v = strtol(arg + 1, &end, 10);
+    if (errno || *end || v < 0 || v > 0x7fffffffL) {
+        return -1;
+    }
+    return v;
+}
+
+static const char *lookup_user(apr_pool_t *p, const char *user, uid_t *uid)
+{
+    struct passwd *pw;
+    long v = parse_numeric_id(user);
+
+    if (user[0] == '#') {
+        if (v < 0) {
+            return apr_psprintf(p, "'%s' is not a valid #uid", user);
+        }
+        *uid = (uid_t)v;
+        return NULL;
+    }
+    /* getpwnam is fine here: configuration is read by one thread. */
+    errno = 0;
+    pw = getpwnam(user);
+    if (pw == NULL) {
+        return apr_psprintf(p, "unknown user '%s'", user);
+    }
+    *uid = pw->pw_uid;
+    return NULL;
+}
+
+static const char *lookup_group(apr_pool_t *p, const char *group, gid_t *gid)
+{
+    struct group *gr;
+    long v = parse_numeric_id(group);
+
+    if (group[0] == '#') {
+        if (v < 0) {
+            return apr_psprintf(p, "'%s' is not a valid #gid", group);
+        }
+        *gid = (gid_t)v;
+        return NULL;
+    }
+    gr = getgrnam(group);
+    if (gr == NULL) {
+        return apr_psprintf(p, "unknown group '%s'", group);
+    }
+    *gid = gr->gr_gid;
+    return NULL;
+}
+
+/* Resolves a user and group as the User and Group directives do and
+ * refuses root: a pool running as uid or gid 0 would undo the point of
+ * the module.  Returns an error message or NULL. */
+const char *pc_pools_parse_id(apr_pool_t *p, const char *user,
+                              const char *group, uid_t *uid, gid_t *gid)
+{
+    const char *err;
+
+    if ((err = lookup_user(p, user, uid)) != NULL
+        || (err = lookup_group(p, group, gid)) != NULL) {
+        return err;
+    }
+    if (*uid == 0) {
+        return apr_psprintf(p, "user '%s' is uid 0; perchild never serves "
+                            "requests as root", user);
+    }
+    if (*gid == 0) {
+        return apr_psprintf(p, "group '%s' is gid 0; perchild never serves "
+                            "requests as root's group", group);
+    }
+    return NULL;
+}
+
+static pc_pool_t *find_pool(apr_array_header_t *arr, uid_t uid, gid_t gid)
+{
+    int i;
+
+    for (i = 0; i < arr->nelts; i++) {
+        pc_pool_t *pl = &APR_ARRAY_IDX(arr, i, pc_pool_t);
+        if (pl->uid == uid && pl->gid == gid) {
+            return pl;
+        }
+    }
+    return NULL;
+}
+
+static pc_pool_t *append_pool(apr_array_header_t *arr, apr_pool_t *p,
+                              uid_t uid, gid_t gid, const char *user,
+                              const char *group)
+{
+    pc_pool_t *pl = apr_array_push(arr);
+
+    memset(pl, 0, sizeof(*pl));
+    pl->index = arr->nelts - 1;
+    pl->uid = uid;
+    pl->gid = gid;
+    pl->user_name = apr_pstrdup(p, user);
+    pl->group_name = apr_pstrdup(p, group);
+    pl->label = apr_pstrcat(p, user, ":", group, NULL);
+    return pl;
+}
+
+/* ChildPerUserID user group [num-children].  Only stores; sizes and
+ * the default pool are settled in pc_pools_resolve. */
+const char *pc_pools_add_declared(apr_pool_t *p, const char *user,
+                                  const char *group, const char *count,
+                                  const char *origin)
+{
+    uid_t uid;
+    gid_t gid;
+    const char *err;
+    pc_pool_t *pl, *dup;
+    int n = 0;
+
+    if ((err = pc_pools_parse_id(p, user, group, &uid, &gid)) != NULL) {
+        return err;
+    }
+    if (count != NULL) {
+        char *end;
+        long v = strtol(count, &end, 10);
+        if (!*count || *end || v < 1 || v > PC_MAX_SERVER_LIMIT) {
+            return apr_psprintf(p, "num-children '%s' must be a whole "
+                                "number from 1 to %d", count,
+                                PC_MAX_SERVER_LIMIT);
+        }
+        n = (int)v;
+    }
+    dup = find_pool(pc_conf->declared, uid, gid);
+    if (dup != NULL) {
+        return apr_psprintf(p, "%s %s is already declared (%s)", user,
+                            group, dup->origin);
+    }
+    pl = append_pool(pc_conf->declared, p, uid, gid, user, group);
+    pl->num_children = n;
+    pl->from_directive = 1;
+    pl->origin = apr_pstrdup(p, origin);
+    return NULL;
+}
+
+pc_pool_t *pc_pools_get(int index)
+{
+    if (index < 0 || index >= pc_conf->pools->nelts) {
+        return NULL;
+    }
+    return &APR_ARRAY_IDX(pc_conf->pools, index, pc_pool_t);
+}
+
+const char *pc_pools_label(const pc_pool_t *pool)
+{
+    return pool ? pool->label : "-";
+}
+
+/* Gives every vhost with AssignUserID its pool, creating implicit pools
+ * for identities no ChildPerUserID declared. */
+static void assign_vhosts(apr_pool_t *p, server_rec *s, int startup)
+{
+    server_rec *vs;
+
+    for (vs = s; vs != NULL; vs = vs->next) {
+        pc_server_conf_t *sc = PC_SERVER_CONF(vs);
+        pc_pool_t *pl;
+
+        sc->pool = 0;
+        if (sc->user == NULL) {
+            continue;
+        }
+        pl = find_pool(pc_conf->pools, sc->uid, sc->gid);
+        if (pl == NULL) {
+            pl = append_pool(pc_conf->pools, p, sc->uid, sc->gid,
+                             sc->user, sc->group);
+            pl->num_children = pc_conf->num_servers;
+            pl->origin = apr_psprintf(p, "AssignUserID in vhost %s:%d",
+                                      vs->defn_name ? vs->defn_name : "?",
+                                      vs->defn_line_number);
+            ap_log_error(APLOG_MARK, APLOG_NOTICE
+                         | (startup ? APLOG_STARTUP : 0), 0, s,
+                         "PC0102: AssignUserID %s %s (vhost %s) has no "
+                         "ChildPerUserID: giving it an implicit pool of "
+                         "%d child(ren) (NumServers)", sc->user, sc->group,
+                         vs->server_hostname ? vs->server_hostname : "?",
+                         pl->num_children);
+        }
+        sc->pool = pl->index;
+    }
+}
+
+/* Lays the pools' children out on scoreboard slots.  Returns the number
+ * of children wanted (which may exceed what fits). */
+static int layout_slots(int limit)
+{
+    int i, next = 0, wanted = 0;
+
+    for (i = 0; i < pc_conf->pools->nelts; i++) {
+        pc_pool_t *pl = pc_pools_get(i);
+        int room = limit - next;
+
+        wanted += pl->num_children;
+        pl->first_slot = next;
+        pl->slots = pl->num_children < room ? pl->num_children : room;
+        if (pl->slots < 0) {
+            pl->slots = 0;
+        }
+        next += pl->slots;
+    }
+    pc_conf->total_children = next;
+    return wanted;
+}
+
+static void log_short_pools(server_rec *s)
+{
+    int i;
+
+    for (i = 0; i < pc_conf->pools->nelts; i++) {
+        pc_pool_t *pl = pc_pools_get(i);
+        if (pl->slots < pl->num_children) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                         "PC0106: pool %s gets %d of its %d children: "
+                         "ServerLimit %d is full until a full restart",
+                         pl->label, pl->slots, pl->num_children,
+                         pc_conf->server_limit);
+        }
+    }
+}
+
+/* Settles pools, their sizes and slots, and every vhost's pool.
+ * At first start (and at -t) a configuration that does not fit is
+ * refused; at a restart the scoreboard cannot grow, so what does not
+ * fit is logged and left out. */
+int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
+{
+    int i, wanted;
+    pc_pool_t *def;
+
+    def = append_pool(pc_conf->pools, p, ap_unixd_config.user_id,
+                      ap_unixd_config.group_id,
+                      ap_unixd_config.user_name ?
+                          ap_unixd_config.user_name : "#-1",
+                      ap_unixd_config.group_name ?
+                          ap_unixd_config.group_name : "#-1");
+    def->num_children = pc_conf->num_servers;
+    def->origin = "User/Group";
+
+    for (i = 0; i < pc_conf->declared->nelts; i++) {
+        pc_pool_t *d = &APR_ARRAY_IDX(pc_conf->declared, i, pc_pool_t);
+        pc_pool_t *pl = find_pool(pc_conf->pools, d->uid, d->gid);
+
+        if (pl == NULL) {
+            pl = append_pool(pc_conf->pools, p, d->uid, d->gid,
+                             d->user_name, d->group_name);
+            pl->origin = d->origin;
+        }
+        pl->from_directive = 1;
+        pl->num_children = d->num_children ? d->num_children
+                                           : pc_conf->num_servers;
+    }
+    assign_vhosts(p, s, startup);
+
+    if (!startup) {
+        wanted = layout_slots(pc_conf->server_limit);
+        if (wanted > pc_conf->server_limit) {
+            log_short_pools(s);
+        }
+        return OK;
+    }
+    wanted = layout_slots(PC_MAX_SERVER_LIMIT);
+    if (!pc_conf->server_limit_set) {
+        pc_conf->server_limit = wanted > PC_MIN_SERVER_LIMIT
+                                ? wanted : PC_MIN_SERVER_LIMIT;
+    }
+    if (wanted > pc_conf->server_limit) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
+                     "PC0103: ServerLimit %d is less than the %d children "
+                     "that ChildPerUserID, AssignUserID and NumServers ask "
+                     "for: raise ServerLimit or lower the pools' sizes",
+                     pc_conf->server_limit, wanted);
+        return !OK;
+    }
+    return OK;
+}
+
+int pc_pools_pool_of_slot(int slot)
+{
+    int i;
+
+    for (i = 0; i < pc_conf->pools->nelts; i++) {
+        pc_pool_t *pl = pc_pools_get(i);
+        if (slot >= pl->first_slot && slot < pl->first_slot + pl->slots) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Does a vhost address cover a listener?  'all' is set when it takes
+ * every connection of that listener (so the main server takes none). */
+static int addr_covers(const server_addr_rec *sar, const ap_listen_rec *lr,
+                       int *all)
+{
+    apr_sockaddr_t *la = lr->bind_addr;
+    int vwild = apr_sockaddr_is_wildcard(sar->host_addr);
+    int lwild = apr_sockaddr_is_wildcard(la);
+
+    *all = 0;
+    if (sar->host_port != 0 && sar->host_port != la->port) {
+        return 0;
+    }
+    if (vwild) {
+        *all = 1;
+        return 1;
+    }
+    if (apr_sockaddr_equal(sar->host_addr, la)) {
+        *all = !lwild;
+        return 1;
+    }
+    /* A wildcard listener also takes connections to the vhost's IP. */
+    return lwild;
+}
+
+static int listener_owner(server_rec *s, ap_listen_rec *lr)
+{
+    server_rec *vs;
+    int owner = -2, main_excluded = 0;
+
+    for (vs = s->next; vs != NULL; vs = vs->next) {
+        server_addr_rec *sar;
+        int hit = 0;
+
+        for (sar = vs->addrs; sar != NULL; sar = sar->next) {
+            int all;
+            if (addr_covers(sar, lr, &all)) {
+                hit = 1;
+                main_excluded |= all;
+            }
+        }
+        if (hit) {
+            int pool = PC_SERVER_CONF(vs)->pool;
+            if (owner == -2) {
+                owner = pool;
+            }
+            else if (owner != pool) {
+                return -1;
+            }
+        }
+    }
+    if (!main_excluded) {
+        int pool = PC_SERVER_CONF(s)->pool;
+        if (owner != -2 && owner != pool) {
+            return -1;
+        }
+        owner = pool;
+    }
+    return owner;
+}
+
+/* Decides, for every listener, which pool's children accept it. */
+int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
+{
+    ap_listen_rec *lr;
+
+    pc_conf->listeners = apr_array_make(p, 4, sizeof(pc_listener_t));
+    for (lr = ap_listeners; lr != NULL; lr = lr->next) {
+        pc_listener_t *pl = apr_array_push(pc_conf->listeners);
+        char *addr = NULL;
+
+        pl->lr = lr;
+        pl->owner = listener_owner(s, lr);
+        apr_sockaddr_ip_get(&addr, lr->bind_addr);
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "PC0110: listener %s:%u is accepted by %s%s",
+                     addr ? addr : "?", (unsigned)lr->bind_addr->port,
+                     pl->owner < 0 ? "every pool" : "pool ",
+                     pl->owner < 0 ? "" : pc_pools_get(pl->owner)->label);
+    }
+    return OK;
+}
+
+int pc_pools_accepts(int pool, const pc_listener_t *pl)
+{
+    return pl->owner < 0 || pl->owner == pool;
+}

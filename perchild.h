@@ -1,0 +1,138 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* perchild.h: state shared by the files of the perchild MPM.
+ *
+ * Layers and their prefixes:
+ *   mpm_perchild.c  hooks, directives, ap_mpm_query     (perchild_)
+ *   pc_pools.c      identities, pools, vhost/listener ownership (pc_pools_)
+ *   pc_parent.c     the root parent: spawn, reap, restart (pc_parent_)
+ *   pc_child.c      a child: privileges, threads, socket table (pc_child_)
+ *   pc_handoff.c    the per-request ownership check     (pc_handoff_)
+ *   pc_status.c     mod_status report                   (pc_status_)
+ *   pc_channel.c    descriptor channel, knows no HTTP   (pc_chan_)
+ */
+
+#ifndef PERCHILD_H
+#define PERCHILD_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "ap_listen.h"
+#include "ap_mpm.h"
+#include "mpm_common.h"
+#include "scoreboard.h"
+#include "unixd.h"
+
+#include <sys/types.h>
+
+/* Directive limits.  Same hard ceilings as worker's. */
+#define PC_MAX_SERVER_LIMIT 20000
+#define PC_MAX_THREAD_LIMIT 20000
+#define PC_MIN_SERVER_LIMIT 16
+
+/* One pool: the children that serve as one user and group. */
+typedef struct pc_pool_t {
+    int index;               /* position in pc_conf.pools */
+    uid_t uid;
+    gid_t gid;
+    const char *user_name;   /* for initgroups and log lines */
+    const char *group_name;
+    int num_children;        /* 0 until resolved: then >= 1 */
+    int from_directive;      /* 1: ChildPerUserID named it */
+    int first_slot;          /* first scoreboard slot of the pool */
+    int slots;               /* slots actually given (<= num_children) */
+    const char *origin;      /* where it was declared, for messages */
+    const char *label;       /* "user:group", for logs and mod_status */
+} pc_pool_t;
+
+/* Ownership of one listener, computed in the parent at open_logs. */
+typedef struct pc_listener_t {
+    ap_listen_rec *lr;
+    int owner;               /* pool index, or -1: shared by many pools */
+} pc_listener_t;
+
+/* What the configuration says.  Rebuilt on every (re)load in pconf. */
+typedef struct pc_conf_t {
+    apr_array_header_t *declared;   /* pc_pool_t from ChildPerUserID */
+    apr_array_header_t *pools;      /* pc_pool_t; [0] is User/Group's */
+    apr_array_header_t *listeners;  /* pc_listener_t */
+    int num_servers;                /* NumServers */
+    int threads_per_child;
+    int thread_limit;
+    int server_limit;               /* in force (retained across graceful) */
+    int server_limit_set;           /* ServerLimit given explicitly */
+    int total_children;             /* sum of the pools' slots */
+} pc_conf_t;
+
+/* Per-server (vhost) configuration of the module. */
+typedef struct pc_server_conf_t {
+    const char *user;        /* AssignUserID as written, NULL if none */
+    const char *group;
+    uid_t uid;
+    gid_t gid;
+    int pool;                /* resolved pool index */
+} pc_server_conf_t;
+
+/* State that survives restarts (in ap_pglobal). */
+typedef struct pc_retained_t {
+    ap_unixd_mpm_retained_data *mpm;
+    int max_daemons_limit;   /* highest slot used + 1 */
+    int first_server_limit;  /* scoreboard size from the first start */
+    int first_thread_limit;
+    apr_time_t *pool_fail_until;  /* parent: pool respawn hold-off */
+    int *pool_fast_deaths;
+    int pool_state_size;
+} pc_retained_t;
+
+extern module AP_MODULE_DECLARE_DATA mpm_perchild_module;
+extern pc_conf_t *pc_conf;
+extern pc_retained_t *pc_retained;
+extern int pc_one_process;
+extern apr_pool_t *pc_pconf;
+extern ap_pod_t *pc_pod;         /* this generation's pipe of death */
+
+/* The pool this process serves: -1 in the parent. */
+extern int pc_my_pool;
+
+#define PC_SERVER_CONF(s) \
+    ((pc_server_conf_t *)ap_get_module_config((s)->module_config, \
+                                              &mpm_perchild_module))
+
+/* pc_pools.c */
+const char *pc_pools_parse_id(apr_pool_t *p, const char *user,
+                              const char *group, uid_t *uid, gid_t *gid);
+const char *pc_pools_add_declared(apr_pool_t *p, const char *user,
+                                  const char *group, const char *count,
+                                  const char *origin);
+int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup);
+int pc_pools_map_listeners(apr_pool_t *p, server_rec *s);
+pc_pool_t *pc_pools_get(int index);
+int pc_pools_pool_of_slot(int slot);
+int pc_pools_accepts(int pool, const pc_listener_t *pl);
+const char *pc_pools_label(const pc_pool_t *pool);
+
+/* pc_parent.c */
+int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s);
+
+/* pc_child.c */
+void pc_child_main(int slot, int pool) __attribute__((noreturn));
+int pc_child_stopping(void);
+
+/* pc_handoff.c */
+void pc_handoff_register_hooks(apr_pool_t *p);
+
+/* pc_status.c */
+void pc_status_register_hooks(apr_pool_t *p);
+
+#endif /* PERCHILD_H */
