@@ -17,6 +17,7 @@
  */
 
 #include "perchild.h"
+#include "pc_handoff.h"
 #include "mpm.h"
 #include "mpm_default.h"
 #include "http_log.h"
@@ -237,7 +238,10 @@ static int perchild_open_logs(apr_pool_t *p, apr_pool_t *plog,
         pc_retained->first_server_limit = pc_conf->server_limit;
         pc_retained->first_thread_limit = pc_conf->thread_limit;
     }
-    return pc_pools_map_listeners(p, s);
+    if (pc_pools_map_listeners(p, s) != OK) {
+        return !OK;
+    }
+    return pc_handoff_open_channels(p, s);
 }
 
 /* Directive handlers only store and validate their own argument;

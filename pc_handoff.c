@@ -11,43 +11,224 @@
  * limitations under the License.
  */
 
-/* pc_handoff.c: the per-request ownership check.
+/* pc_handoff.c: moving a connection to the pool that owns its vhost.
  *
- * At post_read_request (first among the hooks, before any module can
- * act on the request) a child compares the pool of the request's vhost
- * with its own.  A request for another pool's vhost is never served
- * here: it is refused with 503 and logged.  (The hand-off of the
- * connection to the owner's child slots in at this same point.)
+ * Sending.  A recording input filter, just above the core's, keeps a
+ * copy of every byte of the current request head as httpd reads it.
+ * At post_read_request (first among the hooks) a child compares the
+ * pool of the request's vhost with its own.  For another pool's vhost
+ * it sends, over that pool's channel, the client descriptor with the
+ * head exactly as received plus whatever the core has read ahead
+ * (body, pipelined requests), then forgets the connection: c->aborted
+ * keeps httpd from writing to it or shutting it down, our
+ * log_transaction hook keeps it out of the access log, and closing our
+ * descriptor leaves the client's connection to the receiver.
+ *
+ * Receiving.  The listener thread takes one record off its pool's
+ * channel and gives it to an idle worker (socket table entry -2).  The
+ * worker builds a connection on the passed descriptor, and our
+ * insert_network_bucket hook puts the forwarded bytes in front of the
+ * socket, so httpd parses the request as if it had read it itself.
+ *
+ * When the owner cannot take the connection in bounded time, the
+ * client gets 503 with Retry-After: never another pool's uid.
  */
 
 #include "perchild.h"
 #include "pc_handoff.h"
+#include "pc_channel.h"
 #include "http_log.h"
+#include "http_main.h"
+#include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "http_connection.h"
+#include "http_ssl.h"
+#include "util_filter.h"
 #include "apr_strings.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 APLOG_USE_MODULE(mpm_perchild);
 
+/* How long a sender waits for room in the owner's channel. */
+#define PC_SEND_TIMEOUT_MS 1000
+/* A connection passed this often is looping between pools. */
+#define PC_MAX_HOPS 8
+/* Room asked for in each channel: several records of the largest size. */
+#define PC_CHAN_SNDBUF (4 * PC_CHAN_MAX_PAYLOAD)
+
+static const char *const RECORD_FILTER = "PERCHILD_RECORD";
+static ap_filter_rec_t *record_filter_handle;
+
+/* One channel per pool, made by the parent; -1 where closed. */
+static int *chan_recv;
+static int *chan_send;
+static int num_chans;
+
+/* The listener thread's receive buffer (one listener per child). */
+static char *recv_buf;
+
+/* Per-connection state. */
+typedef struct pc_conn_t {
+    char *head;              /* bytes of the current request, as read */
+    apr_size_t len, cap;
+    int recording;
+    int overflow;            /* head too large to forward */
+    unsigned hops;           /* times this connection was passed */
+    char *passed;            /* forwarded bytes to read before the socket */
+    apr_size_t passed_len;
+    ap_filter_t *filter;     /* our recording filter */
+} pc_conn_t;
+
+static pc_conn_t *conn_state(conn_rec *c)
+{
+    return ap_get_module_config(c->conn_config, &mpm_perchild_module);
+}
+
+static int handoff_enabled(void)
+{
+    return num_chans > 1;
+}
+
+/* Parent, once per generation: a channel for every pool, closed with
+ * pconf.  The parent keeps both ends, so records sent while a pool's
+ * children restart wait for the next child. */
+static apr_status_t close_channels(void *data)
+{
+    int i;
+
+    for (i = 0; i < num_chans; i++) {
+        if (chan_recv[i] >= 0) {
+            close(chan_recv[i]);
+        }
+        if (chan_send[i] >= 0) {
+            close(chan_send[i]);
+        }
+    }
+    num_chans = 0;
+    return APR_SUCCESS;
+}
+
+int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s)
+{
+    int i, n = pc_conf->pools->nelts;
+
+    num_chans = 0;
+    if (n < 2) {
+        return OK;
+    }
+    chan_recv = apr_palloc(pconf, n * sizeof(int));
+    chan_send = apr_palloc(pconf, n * sizeof(int));
+    for (i = 0; i < n; i++) {
+        int sv[2], rv = pc_chan_pair(sv, PC_CHAN_SNDBUF);
+
+        if (rv != 0) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                         "PC0310: cannot create the hand-off channel of "
+                         "pool %s", pc_pools_get(i)->label);
+            num_chans = i;
+            close_channels(NULL);
+            return !OK;
+        }
+        chan_recv[i] = sv[0];
+        chan_send[i] = sv[1];
+        num_chans = i + 1;
+    }
+    apr_pool_cleanup_register(pconf, NULL, close_channels,
+                              apr_pool_cleanup_null);
+    return OK;
+}
+
+/* A child keeps its own pool's receiving end and the other pools'
+ * sending ends: it can read no other pool's channel. */
 void pc_handoff_child_init(apr_pool_t *pchild, int pool)
 {
+    int i;
+
+    for (i = 0; i < num_chans; i++) {
+        if (i != pool && chan_recv[i] >= 0) {
+            close(chan_recv[i]);
+            chan_recv[i] = -1;
+        }
+        if (i == pool && chan_send[i] >= 0) {
+            close(chan_send[i]);
+            chan_send[i] = -1;
+        }
+    }
+    if (handoff_enabled()) {
+        recv_buf = apr_palloc(pchild, PC_CHAN_MAX_PAYLOAD);
+    }
 }
 
 int pc_handoff_channel_fd(int pool)
 {
-    return -1;
+    if (pool < 0 || pool >= num_chans) {
+        return -1;
+    }
+    return chan_recv[pool];
+}
+
+/* A passed descriptor must be a connected TCP stream socket; a tenant
+ * could send anything down the channel. */
+static int passed_fd_ok(int fd)
+{
+    struct stat st;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int type = 0;
+    socklen_t tlen = sizeof(type);
+
+    if (fstat(fd, &st) == -1 || !S_ISSOCK(st.st_mode)) {
+        return 0;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == -1
+        || type != SOCK_STREAM) {
+        return 0;
+    }
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == -1) {
+        return 0;
+    }
+    return ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
 }
 
 apr_status_t pc_handoff_receive(int chan, pc_passed_t *out)
 {
-    return APR_ENOTIMPL;
-}
+    size_t len;
+    unsigned hops;
+    int fd, rv;
 
-void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
-{
-    pc_handoff_passed_done(passed);
+    rv = pc_chan_recv(chan, &fd, &hops, recv_buf, PC_CHAN_MAX_PAYLOAD, &len);
+    if (rv == EAGAIN) {
+        return APR_EAGAIN;
+    }
+    if (rv != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, ap_server_conf,
+                     "PC0311: refused a malformed hand-off record");
+        return rv;
+    }
+    if (!passed_fd_ok(fd)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                     "PC0312: refused a hand-off record whose descriptor "
+                     "is not a connected TCP socket");
+        close(fd);
+        return APR_EGENERAL;
+    }
+    out->fd = fd;
+    out->hops = hops;
+    out->len = len;
+    out->bytes = len ? malloc(len) : NULL;
+    if (len && out->bytes == NULL) {
+        close(fd);
+        return APR_ENOMEM;
+    }
+    memcpy(out->bytes, recv_buf, len);
+    return APR_SUCCESS;
 }
 
 void pc_handoff_passed_done(pc_passed_t *passed)
@@ -57,18 +238,152 @@ void pc_handoff_passed_done(pc_passed_t *passed)
     passed->len = 0;
 }
 
+static apr_status_t free_passed(void *data)
+{
+    free(data);
+    return APR_SUCCESS;
+}
+
+static pc_conn_t *make_conn_state(conn_rec *c)
+{
+    pc_conn_t *pcc = apr_pcalloc(c->pool, sizeof(*pcc));
+
+    ap_set_module_config(c->conn_config, &mpm_perchild_module, pcc);
+    return pcc;
+}
+
+void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
+{
+    pc_conn_t *pcc = make_conn_state(c);
+
+    pcc->hops = passed->hops;
+    pcc->passed = passed->bytes;
+    pcc->passed_len = passed->len;
+    if (passed->bytes != NULL) {
+        apr_pool_cleanup_register(c->pool, passed->bytes, free_passed,
+                                  apr_pool_cleanup_null);
+    }
+    passed->bytes = NULL;
+    passed->len = 0;
+}
+
+/* The core calls this when it first reads a connection: forwarded
+ * bytes go in front of the socket. */
+static apr_status_t insert_network_bucket(conn_rec *c,
+                                          apr_bucket_brigade *bb,
+                                          apr_socket_t *socket)
+{
+    pc_conn_t *pcc = conn_state(c);
+    apr_bucket *e;
+
+    if (pcc == NULL || pcc->passed_len == 0) {
+        return AP_DECLINED;
+    }
+    e = apr_bucket_immortal_create(pcc->passed, pcc->passed_len,
+                                   c->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, e);
+    e = apr_bucket_socket_create(socket, c->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, e);
+    pcc->passed_len = 0;
+    return APR_SUCCESS;
+}
+
+static void record(pc_conn_t *pcc, apr_pool_t *p, const char *data,
+                   apr_size_t len)
+{
+    if (pcc->len + len > PC_CHAN_MAX_PAYLOAD) {
+        pcc->overflow = 1;
+        pcc->recording = 0;
+        return;
+    }
+    if (pcc->len + len > pcc->cap) {
+        apr_size_t cap = pcc->cap ? pcc->cap * 2 : 1024;
+        char *head;
+
+        while (cap < pcc->len + len) {
+            cap *= 2;
+        }
+        head = apr_palloc(p, cap);
+        memcpy(head, pcc->head, pcc->len);
+        pcc->head = head;
+        pcc->cap = cap;
+    }
+    memcpy(pcc->head + pcc->len, data, len);
+    pcc->len += len;
+}
+
+/* Keeps a copy of what the layers above consume while a request head
+ * is being read.  Speculative reads consume nothing. */
+static apr_status_t record_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                  ap_input_mode_t mode,
+                                  apr_read_type_e block, apr_off_t readbytes)
+{
+    pc_conn_t *pcc = f->ctx;
+    apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+    apr_bucket *e;
+
+    if (rv != APR_SUCCESS || !pcc->recording
+        || mode == AP_MODE_SPECULATIVE) {
+        return rv;
+    }
+    for (e = APR_BRIGADE_FIRST(bb);
+         e != APR_BRIGADE_SENTINEL(bb) && pcc->recording;
+         e = APR_BUCKET_NEXT(e)) {
+        const char *data;
+        apr_size_t len;
+
+        if (APR_BUCKET_IS_METADATA(e)) {
+            continue;
+        }
+        if (apr_bucket_read(e, &data, &len, APR_BLOCK_READ) != APR_SUCCESS) {
+            pcc->overflow = 1;
+            pcc->recording = 0;
+            break;
+        }
+        record(pcc, f->c->pool, data, len);
+    }
+    return rv;
+}
+
+static int pre_connection(conn_rec *c, void *csd)
+{
+    pc_conn_t *pcc;
+
+    if (!handoff_enabled() || c->master != NULL) {
+        return DECLINED;
+    }
+    pcc = conn_state(c);
+    if (pcc == NULL) {
+        pcc = make_conn_state(c);
+    }
+    pcc->filter = ap_add_input_filter_handle(record_filter_handle, pcc, NULL,
+                                             c);
+    return DECLINED;
+}
+
+static void pre_read_request(request_rec *r, conn_rec *c)
+{
+    pc_conn_t *pcc = conn_state(c);
+
+    if (pcc != NULL && pcc->filter != NULL) {
+        pcc->len = 0;
+        pcc->overflow = 0;
+        pcc->recording = 1;
+    }
+}
+
 /* Answers 503 ourselves rather than through ap_die: a vhost's
  * ErrorDocument would run an internal redirect here, in the wrong
  * user's process. */
-static int refuse(request_rec *r, const pc_pool_t *want)
+static int refuse(request_rec *r, const pc_pool_t *want, const char *why)
 {
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                   "PC0301: request for vhost %s (pool %s) reached a child "
-                  "of pool %s; refusing with 503",
+                  "of pool %s and %s; refusing with 503",
                   r->server->server_hostname ? r->server->server_hostname
                                              : "?",
                   pc_pools_label(want),
-                  pc_pools_label(pc_pools_get(pc_my_pool)));
+                  pc_pools_label(pc_pools_get(pc_my_pool)), why);
     r->connection->keepalive = AP_CONN_CLOSE;
     r->status = HTTP_SERVICE_UNAVAILABLE;
     apr_table_setn(r->err_headers_out, "Retry-After", "5");
@@ -78,10 +393,181 @@ static int refuse(request_rec *r, const pc_pool_t *want)
     return DONE;
 }
 
+/* Is any child of 'pool' alive?  A pool that is down gets its 503 now
+ * instead of after the send timeout. */
+static int pool_alive(int pool)
+{
+    pc_pool_t *pl = pc_pools_get(pool);
+    int i;
+
+    for (i = pl->first_slot; i < pl->first_slot + pl->slots; i++) {
+        process_score *ps = ap_get_scoreboard_process(i);
+        if (ps != NULL && ps->pid > 0
+            && (kill(ps->pid, 0) == 0 || errno == EPERM)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The core input filter's read-ahead brigade, or NULL. */
+static apr_bucket_brigade *core_read_ahead(conn_rec *c)
+{
+    ap_filter_t *f;
+
+    for (f = c->input_filters; f != NULL; f = f->next) {
+        if (f->frec == ap_core_input_filter_handle) {
+            core_net_rec *net = f->ctx;
+            return (net && net->in_ctx) ? net->in_ctx->b : NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Copies what the core has read from the client but not yet handed up
+ * (the rest of a body, pipelined requests) without reading the socket:
+ * bytes still in the kernel travel with the descriptor.  A read here
+ * could take more than fits in a record and strand the excess in this
+ * process, so none is made. */
+static apr_status_t read_ahead(conn_rec *c, apr_size_t room, char **out,
+                               apr_size_t *outlen, apr_pool_t *p)
+{
+    apr_bucket_brigade *bb = core_read_ahead(c);
+    apr_bucket *e;
+    apr_size_t total = 0;
+    char *buf;
+
+    *out = NULL;
+    *outlen = 0;
+    if (bb == NULL) {
+        return APR_SUCCESS;
+    }
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+         e = APR_BUCKET_NEXT(e)) {
+        if (APR_BUCKET_IS_SOCKET(e) || APR_BUCKET_IS_METADATA(e)) {
+            break;
+        }
+        if (e->length == (apr_size_t)-1) {
+            return APR_EGENERAL;
+        }
+        total += e->length;
+    }
+    if (total > room) {
+        return APR_ENOSPC;
+    }
+    if (total == 0) {
+        return APR_SUCCESS;
+    }
+    buf = apr_palloc(p, total);
+    for (e = APR_BRIGADE_FIRST(bb); *outlen < total; e = APR_BUCKET_NEXT(e)) {
+        const char *data;
+        apr_size_t len;
+        apr_status_t rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
+
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        memcpy(buf + *outlen, data, len);
+        *outlen += len;
+    }
+    *out = buf;
+    return APR_SUCCESS;
+}
+
+/* Writes out what earlier requests on this connection left buffered
+ * (httpd holds back responses to pipelined requests): the receiver's
+ * bytes must follow ours on the wire. */
+static apr_status_t flush_earlier_responses(conn_rec *c, apr_pool_t *p)
+{
+    apr_bucket_brigade *bb = apr_brigade_create(p, c->bucket_alloc);
+
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
+    return ap_pass_brigade(c->output_filters, bb);
+}
+
+static int send_to_owner(request_rec *r, pc_conn_t *pcc, int owner)
+{
+    conn_rec *c = r->connection;
+    struct iovec iov[2];
+    apr_os_sock_t fd;
+    apr_size_t extra;
+    char *more;
+    apr_status_t rv;
+
+    if ((rv = flush_earlier_responses(c, r->pool)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = read_ahead(c, PC_CHAN_MAX_PAYLOAD - pcc->len, &more, &extra,
+                    r->pool);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    iov[0].iov_base = pcc->head;
+    iov[0].iov_len = pcc->len;
+    iov[1].iov_base = more;
+    iov[1].iov_len = extra;
+    apr_os_sock_get(&fd, ap_get_conn_socket(c));
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
+                  "PC0304: passing %" APR_SIZE_T_FMT " head and %"
+                  APR_SIZE_T_FMT " read-ahead bytes", pcc->len, extra);
+    return pc_chan_send(chan_send[owner], fd, pcc->hops + 1, iov,
+                        extra ? 2 : 1, PC_SEND_TIMEOUT_MS);
+}
+
+/* The connection now belongs to the owner's child: write nothing, shut
+ * nothing down, log nothing here. */
+static int forget_connection(request_rec *r)
+{
+    conn_rec *c = r->connection;
+
+    c->aborted = 1;
+    c->keepalive = AP_CONN_CLOSE;
+    apr_table_setn(r->notes, "perchild-passed", "1");
+    return DONE;
+}
+
+static int pass_on(request_rec *r, int owner)
+{
+    pc_conn_t *pcc = conn_state(r->connection);
+    pc_pool_t *want = pc_pools_get(owner);
+    apr_status_t rv;
+
+    if (pcc == NULL || pcc->filter == NULL || chan_send[owner] < 0) {
+        return refuse(r, want, "cannot pass it on");
+    }
+    if (ap_ssl_conn_is_ssl(r->connection)) {
+        /* The TLS session lives in this process and cannot move. */
+        return refuse(r, want, "TLS connections are not passed on");
+    }
+    if (pcc->overflow) {
+        return refuse(r, want, "its head is too large to pass on");
+    }
+    if (pcc->hops >= PC_MAX_HOPS) {
+        return refuse(r, want, "it was passed on too often");
+    }
+    if (!pool_alive(owner)) {
+        return refuse(r, want, "the owner pool has no live child");
+    }
+    rv = send_to_owner(r, pcc, owner);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
+                      "PC0302: passing the connection to pool %s failed",
+                      want->label);
+        return refuse(r, want, "the owner pool did not take it in time");
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
+                  "PC0303: passed the connection to pool %s", want->label);
+    return forget_connection(r);
+}
+
 static int check_owner(request_rec *r)
 {
+    pc_conn_t *pcc = conn_state(r->connection);
     pc_server_conf_t *sc;
 
+    if (pcc != NULL) {
+        pcc->recording = 0;
+    }
     if (pc_my_pool < 0 || r->main != NULL || r->prev != NULL) {
         return DECLINED;
     }
@@ -89,7 +575,18 @@ static int check_owner(request_rec *r)
     if (sc->pool == pc_my_pool) {
         return DECLINED;
     }
-    return refuse(r, pc_pools_get(sc->pool));
+    return pass_on(r, sc->pool);
+}
+
+/* A request whose connection was passed on is logged by the child that
+ * serves it, not here.  log_transaction runs every hook until one says
+ * something other than OK or DECLINED: DONE stops mod_log_config. */
+static int skip_log(request_rec *r)
+{
+    if (apr_table_get(r->notes, "perchild-passed") != NULL) {
+        return DONE;
+    }
+    return DECLINED;
 }
 
 void pc_handoff_register_hooks(apr_pool_t *p)
@@ -97,4 +594,15 @@ void pc_handoff_register_hooks(apr_pool_t *p)
     /* REALLY_FIRST: no other module may see a request this process must
      * not serve. */
     ap_hook_post_read_request(check_owner, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_pre_read_request(pre_read_request, NULL, NULL,
+                             APR_HOOK_REALLY_FIRST);
+    ap_hook_pre_connection(pre_connection, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before the core's, which would only add the socket. */
+    ap_hook_insert_network_bucket(insert_network_bucket, NULL, NULL,
+                                  APR_HOOK_REALLY_FIRST);
+    ap_hook_log_transaction(skip_log, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    /* Just above the core's input filter: sees the bytes as read. */
+    record_filter_handle = ap_register_input_filter(RECORD_FILTER,
+                                                    record_filter, NULL,
+                                                    AP_FTYPE_NETWORK - 1);
 }

@@ -29,9 +29,13 @@
  * socket.  'bytes' is malloc'ed and owned by whoever holds the record. */
 typedef struct pc_passed_t {
     int fd;
+    unsigned hops;
     char *bytes;
     apr_size_t len;
 } pc_passed_t;
+
+/* Parent, at open_logs: one channel per pool (none with a single pool). */
+int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s);
 
 /* Child start: keep only this pool's channel ends. */
 void pc_handoff_child_init(apr_pool_t *pchild, int pool);
