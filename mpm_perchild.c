@@ -138,6 +138,7 @@ static int perchild_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     pc_pconf = pconf;
     pc_conf = apr_pcalloc(pconf, sizeof(*pc_conf));
     pc_conf->declared = apr_array_make(pconf, 4, sizeof(pc_pool_t));
+    pc_conf->dispatch_pool = -1;
     pc_conf->pools = apr_array_make(pconf, 4, sizeof(pc_pool_t));
     pc_conf->num_servers = DEFAULT_NUM_SERVERS;
     pc_conf->threads_per_child = DEFAULT_THREADS_PER_CHILD;
@@ -310,6 +311,27 @@ static const char *set_child_per_user(cmd_parms *cmd, void *d, int argc,
     return err ? apr_pstrcat(cmd->pool, "ChildPerUserID: ", err, NULL) : NULL;
 }
 
+static const char *set_dispatch_user(cmd_parms *cmd, void *d, int argc,
+                                     char *const argv[])
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *origin;
+
+    if (err != NULL) {
+        return err;
+    }
+    if (argc < 2 || argc > 3) {
+        return "DispatchUserID: takes a user, a group and optionally the "
+               "number of children";
+    }
+    origin = apr_psprintf(cmd->pool, "line %d of %s",
+                          cmd->directive->line_num,
+                          cmd->directive->filename);
+    err = pc_pools_set_dispatch(cmd->pool, argv[0], argv[1],
+                                argc == 3 ? argv[2] : NULL, origin);
+    return err ? apr_pstrcat(cmd->pool, "DispatchUserID: ", err, NULL) : NULL;
+}
+
 static const char *set_assign_user(cmd_parms *cmd, void *d, const char *user,
                                    const char *group)
 {
@@ -383,6 +405,9 @@ static const command_rec perchild_cmds[] = {
     AP_INIT_TAKE_ARGV("ChildPerUserID", set_child_per_user, NULL, RSRC_CONF,
         "user group [num-children]: a pool of children running as that "
         "user and group"),
+    AP_INIT_TAKE_ARGV("DispatchUserID", set_dispatch_user, NULL, RSRC_CONF,
+        "user group [num-children]: a pool that alone accepts shared "
+        "listeners and passes every request to its owner"),
     AP_INIT_TAKE2("AssignUserID", set_assign_user, NULL, RSRC_CONF,
         "user group: the pool that serves this virtual host"),
     AP_INIT_TAKE1("NumServers", set_num_servers, NULL, RSRC_CONF,

@@ -80,7 +80,10 @@ typedef struct pc_conn_t {
     apr_size_t len, cap;
     int recording;
     int overflow;            /* head too large to forward */
-    unsigned hops;           /* times this connection was passed */
+    unsigned hops;           /* passes since a request was last served */
+    int served;              /* requests served since this child got it */
+    int gone;                /* passed on: reads see end of file */
+    int from_dispatch;       /* came from the dispatch pool */
     char *passed;            /* forwarded bytes to read before the socket */
     apr_size_t passed_len;
     ap_filter_t *filter;     /* our recording filter */
@@ -221,6 +224,10 @@ apr_status_t pc_handoff_receive(int chan, pc_passed_t *out)
     }
     out->fd = fd;
     out->hops = hops;
+    /* With a dispatch pool, tenants send nothing to each other: whatever
+     * a tenant's child receives is the dispatcher's to get back.  (A
+     * record cannot prove its sender, so no flag in it is trusted.) */
+    out->from_dispatch = pc_conf->dispatch_pool >= 0;
     out->len = len;
     out->bytes = len ? malloc(len) : NULL;
     if (len && out->bytes == NULL) {
@@ -257,6 +264,7 @@ void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
     pc_conn_t *pcc = make_conn_state(c);
 
     pcc->hops = passed->hops;
+    pcc->from_dispatch = passed->from_dispatch;
     pcc->passed = passed->bytes;
     pcc->passed_len = passed->len;
     if (passed->bytes != NULL) {
@@ -319,8 +327,15 @@ static apr_status_t record_filter(ap_filter_t *f, apr_bucket_brigade *bb,
                                   apr_read_type_e block, apr_off_t readbytes)
 {
     pc_conn_t *pcc = f->ctx;
-    apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+    apr_status_t rv;
     apr_bucket *e;
+
+    if (pcc->gone) {
+        /* The connection went back to the dispatch pool between two
+         * requests: its next request is not ours to read. */
+        return APR_EOF;
+    }
+    rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
 
     if (rv != APR_SUCCESS || !pcc->recording
         || mode == AP_MODE_SPECULATIVE) {
@@ -361,15 +376,52 @@ static int pre_connection(conn_rec *c, void *csd)
     return DECLINED;
 }
 
+static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
+                                apr_pool_t *p);
+static void forget(conn_rec *c);
+
+/* With a dispatch pool, a tenant's child serves one request per hand-off
+ * and gives the connection back before reading the next one: no tenant
+ * reads another tenant's request. */
+static int must_give_back(const pc_conn_t *pcc)
+{
+    return pc_conf->dispatch_pool >= 0 && pc_my_pool >= 0
+           && pc_my_pool != pc_conf->dispatch_pool
+           && pcc->served > 0 && pcc->from_dispatch;
+}
+
+static void give_back(request_rec *r, conn_rec *c, pc_conn_t *pcc)
+{
+    apr_status_t rv;
+
+    pcc->len = 0;
+    rv = send_record(c, pcc, pc_conf->dispatch_pool, r->pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
+                      "PC0305: cannot give the connection back to the "
+                      "dispatch pool; closing it");
+        pcc->gone = 1;
+        c->keepalive = AP_CONN_CLOSE;
+        return;
+    }
+    pcc->gone = 1;
+    forget(c);
+}
+
 static void pre_read_request(request_rec *r, conn_rec *c)
 {
     pc_conn_t *pcc = conn_state(c);
 
-    if (pcc != NULL && pcc->filter != NULL) {
-        pcc->len = 0;
-        pcc->overflow = 0;
-        pcc->recording = 1;
+    if (pcc == NULL || pcc->filter == NULL) {
+        return;
     }
+    if (must_give_back(pcc)) {
+        give_back(r, c, pcc);
+        return;
+    }
+    pcc->len = 0;
+    pcc->overflow = 0;
+    pcc->recording = 1;
 }
 
 /* Answers 503 ourselves rather than through ap_die: a vhost's
@@ -485,20 +537,24 @@ static apr_status_t flush_earlier_responses(conn_rec *c, apr_pool_t *p)
     return ap_pass_brigade(c->output_filters, bb);
 }
 
-static int send_to_owner(request_rec *r, pc_conn_t *pcc, int owner)
+/* Sends the connection, with the recorded head and the core's
+ * read-ahead, to 'pool'. */
+static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
+                                apr_pool_t *p)
 {
-    conn_rec *c = r->connection;
     struct iovec iov[2];
     apr_os_sock_t fd;
     apr_size_t extra;
     char *more;
     apr_status_t rv;
 
-    if ((rv = flush_earlier_responses(c, r->pool)) != APR_SUCCESS) {
+    if (pool < 0 || pool >= num_chans || chan_send[pool] < 0) {
+        return APR_EINVAL;
+    }
+    if ((rv = flush_earlier_responses(c, p)) != APR_SUCCESS) {
         return rv;
     }
-    rv = read_ahead(c, PC_CHAN_MAX_PAYLOAD - pcc->len, &more, &extra,
-                    r->pool);
+    rv = read_ahead(c, PC_CHAN_MAX_PAYLOAD - pcc->len, &more, &extra, p);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -507,21 +563,26 @@ static int send_to_owner(request_rec *r, pc_conn_t *pcc, int owner)
     iov[1].iov_base = more;
     iov[1].iov_len = extra;
     apr_os_sock_get(&fd, ap_get_conn_socket(c));
-    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                   "PC0304: passing %" APR_SIZE_T_FMT " head and %"
-                  APR_SIZE_T_FMT " read-ahead bytes", pcc->len, extra);
-    return pc_chan_send(chan_send[owner], fd, pcc->hops + 1, iov,
+                  APR_SIZE_T_FMT " read-ahead bytes to pool %s", pcc->len,
+                  extra, pc_pools_get(pool)->label);
+    return pc_chan_send(chan_send[pool], fd, pcc->hops + 1, iov,
                         extra ? 2 : 1, PC_SEND_TIMEOUT_MS);
 }
 
-/* The connection now belongs to the owner's child: write nothing, shut
- * nothing down, log nothing here. */
-static int forget_connection(request_rec *r)
+/* The connection now belongs to another child: write nothing and shut
+ * nothing down here; closing our descriptor leaves it to the other. */
+static void forget(conn_rec *c)
 {
-    conn_rec *c = r->connection;
-
     c->aborted = 1;
     c->keepalive = AP_CONN_CLOSE;
+}
+
+/* ... and the request is logged by the child that serves it. */
+static int forget_request(request_rec *r)
+{
+    forget(r->connection);
     apr_table_setn(r->notes, "perchild-passed", "1");
     return DONE;
 }
@@ -548,7 +609,7 @@ static int pass_on(request_rec *r, int owner)
     if (!pool_alive(owner)) {
         return refuse(r, want, "the owner pool has no live child");
     }
-    rv = send_to_owner(r, pcc, owner);
+    rv = send_record(r->connection, pcc, owner, r->pool);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
                       "PC0302: passing the connection to pool %s failed",
@@ -557,7 +618,7 @@ static int pass_on(request_rec *r, int owner)
     }
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
                   "PC0303: passed the connection to pool %s", want->label);
-    return forget_connection(r);
+    return forget_request(r);
 }
 
 static int check_owner(request_rec *r)
@@ -568,12 +629,28 @@ static int check_owner(request_rec *r)
     if (pcc != NULL) {
         pcc->recording = 0;
     }
-    if (pc_my_pool < 0 || r->main != NULL || r->prev != NULL) {
+    if (pc_my_pool < 0 || r->main != NULL) {
         return DECLINED;
     }
     sc = PC_SERVER_CONF(r->server);
     if (sc->pool == pc_my_pool) {
+        if (pcc != NULL && r->prev == NULL) {
+            pcc->served++;
+            pcc->hops = 0;
+        }
         return DECLINED;
+    }
+    if (r->prev != NULL) {
+        /* An internal redirect (an ErrorDocument of an error found
+         * before our check) into another pool's vhost: never run it
+         * here, and a mid-response connection cannot move. */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "PC0306: internal redirect into vhost %s of pool %s "
+                      "refused in pool %s",
+                      r->server->server_hostname,
+                      pc_pools_label(pc_pools_get(sc->pool)),
+                      pc_pools_label(pc_pools_get(pc_my_pool)));
+        return HTTP_SERVICE_UNAVAILABLE;
     }
     return pass_on(r, sc->pool);
 }

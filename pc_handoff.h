@@ -30,6 +30,7 @@
 typedef struct pc_passed_t {
     int fd;
     unsigned hops;
+    int from_dispatch;       /* sent by a dispatch pool's child */
     char *bytes;
     apr_size_t len;
 } pc_passed_t;

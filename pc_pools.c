@@ -145,6 +145,25 @@ static pc_pool_t *append_pool(apr_array_header_t *arr, apr_pool_t *p,
     return pl;
 }
 
+/* Optional num-children: 0 when absent (the pool takes NumServers). */
+static const char *parse_count(apr_pool_t *p, const char *count, int *n)
+{
+    char *end;
+    long v;
+
+    *n = 0;
+    if (count == NULL) {
+        return NULL;
+    }
+    v = strtol(count, &end, 10);
+    if (!*count || *end || v < 1 || v > PC_MAX_SERVER_LIMIT) {
+        return apr_psprintf(p, "num-children '%s' must be a whole number "
+                            "from 1 to %d", count, PC_MAX_SERVER_LIMIT);
+    }
+    *n = (int)v;
+    return NULL;
+}
+
 /* ChildPerUserID user group [num-children].  Only stores; sizes and
  * the default pool are settled in pc_pools_resolve. */
 const char *pc_pools_add_declared(apr_pool_t *p, const char *user,
@@ -155,20 +174,11 @@ const char *pc_pools_add_declared(apr_pool_t *p, const char *user,
     gid_t gid;
     const char *err;
     pc_pool_t *pl, *dup;
-    int n = 0;
+    int n;
 
-    if ((err = pc_pools_parse_id(p, user, group, &uid, &gid)) != NULL) {
+    if ((err = pc_pools_parse_id(p, user, group, &uid, &gid)) != NULL
+        || (err = parse_count(p, count, &n)) != NULL) {
         return err;
-    }
-    if (count != NULL) {
-        char *end;
-        long v = strtol(count, &end, 10);
-        if (!*count || *end || v < 1 || v > PC_MAX_SERVER_LIMIT) {
-            return apr_psprintf(p, "num-children '%s' must be a whole "
-                                "number from 1 to %d", count,
-                                PC_MAX_SERVER_LIMIT);
-        }
-        n = (int)v;
     }
     dup = find_pool(pc_conf->declared, uid, gid);
     if (dup != NULL) {
@@ -180,6 +190,64 @@ const char *pc_pools_add_declared(apr_pool_t *p, const char *user,
     pl->from_directive = 1;
     pl->origin = apr_pstrdup(p, origin);
     return NULL;
+}
+
+/* DispatchUserID user group [num-children]: a pool that accepts the
+ * shared listeners and passes every request on. */
+const char *pc_pools_set_dispatch(apr_pool_t *p, const char *user,
+                                  const char *group, const char *count,
+                                  const char *origin)
+{
+    uid_t uid;
+    gid_t gid;
+    const char *err;
+    apr_array_header_t *one;
+    pc_pool_t *pl;
+    int n;
+
+    if (pc_conf->dispatch_decl != NULL) {
+        return apr_psprintf(p, "already set (%s)",
+                            pc_conf->dispatch_decl->origin);
+    }
+    if ((err = pc_pools_parse_id(p, user, group, &uid, &gid)) != NULL
+        || (err = parse_count(p, count, &n)) != NULL) {
+        return err;
+    }
+    one = apr_array_make(p, 1, sizeof(pc_pool_t));
+    pl = append_pool(one, p, uid, gid, user, group);
+    pl->num_children = n;
+    pl->dispatch = 1;
+    pl->origin = apr_pstrdup(p, origin);
+    pc_conf->dispatch_decl = pl;
+    return NULL;
+}
+
+/* The dispatch pool must be nobody else: it reads every tenant's
+ * requests, and no tenant may. */
+static int add_dispatch_pool(apr_pool_t *p)
+{
+    pc_pool_t *d = pc_conf->dispatch_decl, *pl;
+
+    pc_conf->dispatch_pool = -1;
+    if (d == NULL) {
+        return OK;
+    }
+    if (find_pool(pc_conf->pools, d->uid, d->gid) != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
+                     "PC0104: DispatchUserID %s %s is also a serving pool "
+                     "(User/Group, ChildPerUserID or AssignUserID): give "
+                     "the dispatch pool a user of its own", d->user_name,
+                     d->group_name);
+        return !OK;
+    }
+    pl = append_pool(pc_conf->pools, p, d->uid, d->gid, d->user_name,
+                     d->group_name);
+    pl->num_children = d->num_children ? d->num_children
+                                       : pc_conf->num_servers;
+    pl->dispatch = 1;
+    pl->origin = d->origin;
+    pc_conf->dispatch_pool = pl->index;
+    return OK;
 }
 
 pc_pool_t *pc_pools_get(int index)
@@ -299,6 +367,9 @@ int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
                                            : pc_conf->num_servers;
     }
     assign_vhosts(p, s, startup);
+    if (add_dispatch_pool(p) != OK) {
+        return !OK;
+    }
 
     if (!startup) {
         wanted = layout_slots(pc_conf->server_limit);
@@ -413,13 +484,22 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      "PC0110: listener %s:%u is accepted by %s%s",
                      addr ? addr : "?", (unsigned)lr->bind_addr->port,
-                     pl->owner < 0 ? "every pool" : "pool ",
-                     pl->owner < 0 ? "" : pc_pools_get(pl->owner)->label);
+                     pl->owner >= 0 ? "pool " :
+                     pc_conf->dispatch_pool >= 0 ? "the dispatch pool "
+                                                 : "every pool",
+                     pl->owner >= 0 ? pc_pools_get(pl->owner)->label :
+                     pc_conf->dispatch_pool >= 0 ?
+                         pc_pools_get(pc_conf->dispatch_pool)->label : "");
     }
     return OK;
 }
 
+/* A listener of one pool is accepted by that pool only.  A shared one
+ * by every pool, or only by the dispatch pool when there is one. */
 int pc_pools_accepts(int pool, const pc_listener_t *pl)
 {
-    return pl->owner < 0 || pl->owner == pool;
+    if (pl->owner >= 0) {
+        return pl->owner == pool;
+    }
+    return pc_conf->dispatch_pool < 0 || pool == pc_conf->dispatch_pool;
 }

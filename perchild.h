@@ -50,6 +50,7 @@ typedef struct pc_pool_t {
     const char *group_name;
     int num_children;        /* 0 until resolved: then >= 1 */
     int from_directive;      /* 1: ChildPerUserID named it */
+    int dispatch;            /* 1: the dispatch pool, serves nothing */
     int first_slot;          /* first scoreboard slot of the pool */
     int slots;               /* slots actually given (<= num_children) */
     const char *origin;      /* where it was declared, for messages */
@@ -67,6 +68,8 @@ typedef struct pc_conf_t {
     apr_array_header_t *declared;   /* pc_pool_t from ChildPerUserID */
     apr_array_header_t *pools;      /* pc_pool_t; [0] is User/Group's */
     apr_array_header_t *listeners;  /* pc_listener_t */
+    pc_pool_t *dispatch_decl;       /* DispatchUserID, or NULL */
+    int dispatch_pool;              /* its pool index, or -1 */
     int num_servers;                /* NumServers */
     int threads_per_child;
     int thread_limit;
@@ -113,6 +116,9 @@ extern int pc_my_pool;
 const char *pc_pools_parse_id(apr_pool_t *p, const char *user,
                               const char *group, uid_t *uid, gid_t *gid);
 const char *pc_pools_add_declared(apr_pool_t *p, const char *user,
+                                  const char *group, const char *count,
+                                  const char *origin);
+const char *pc_pools_set_dispatch(apr_pool_t *p, const char *user,
                                   const char *group, const char *count,
                                   const char *origin);
 int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup);
