@@ -332,6 +332,17 @@ static const char *set_dispatch_user(cmd_parms *cmd, void *d, int argc,
     return err ? apr_pstrcat(cmd->pool, "DispatchUserID: ", err, NULL) : NULL;
 }
 
+static const char *set_dispatch_all(cmd_parms *cmd, void *d, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err != NULL) {
+        return err;
+    }
+    pc_conf->dispatch_all = on;
+    return NULL;
+}
+
 static const char *set_assign_user(cmd_parms *cmd, void *d, const char *user,
                                    const char *group)
 {
@@ -408,6 +419,9 @@ static const command_rec perchild_cmds[] = {
     AP_INIT_TAKE_ARGV("DispatchUserID", set_dispatch_user, NULL, RSRC_CONF,
         "user group [num-children]: a pool that alone accepts shared "
         "listeners and passes every request to its owner"),
+    AP_INIT_FLAG("PerchildDispatchAll", set_dispatch_all, NULL, RSRC_CONF,
+        "On: the dispatch pool accepts every listener, also those of a "
+        "single pool"),
     AP_INIT_TAKE2("AssignUserID", set_assign_user, NULL, RSRC_CONF,
         "user group: the pool that serves this virtual host"),
     AP_INIT_TAKE1("NumServers", set_num_servers, NULL, RSRC_CONF,

@@ -484,10 +484,14 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      "PC0110: listener %s:%u is accepted by %s%s",
                      addr ? addr : "?", (unsigned)lr->bind_addr->port,
-                     pl->owner >= 0 ? "pool " :
+                     pl->owner >= 0 && !(pc_conf->dispatch_all
+                                         && pc_conf->dispatch_pool >= 0)
+                     ? "pool " :
                      pc_conf->dispatch_pool >= 0 ? "the dispatch pool "
                                                  : "every pool",
-                     pl->owner >= 0 ? pc_pools_get(pl->owner)->label :
+                     pl->owner >= 0 && !(pc_conf->dispatch_all
+                                         && pc_conf->dispatch_pool >= 0)
+                     ? pc_pools_get(pl->owner)->label :
                      pc_conf->dispatch_pool >= 0 ?
                          pc_pools_get(pc_conf->dispatch_pool)->label : "");
     }
@@ -498,6 +502,9 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
  * by every pool, or only by the dispatch pool when there is one. */
 int pc_pools_accepts(int pool, const pc_listener_t *pl)
 {
+    if (pc_conf->dispatch_all && pc_conf->dispatch_pool >= 0) {
+        return pool == pc_conf->dispatch_pool;
+    }
     if (pl->owner >= 0) {
         return pl->owner == pool;
     }

@@ -70,6 +70,7 @@ typedef struct pc_conf_t {
     apr_array_header_t *listeners;  /* pc_listener_t */
     pc_pool_t *dispatch_decl;       /* DispatchUserID, or NULL */
     int dispatch_pool;              /* its pool index, or -1 */
+    int dispatch_all;               /* PerchildDispatchAll: every listener */
     int num_servers;                /* NumServers */
     int threads_per_child;
     int thread_limit;

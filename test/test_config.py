@@ -1,0 +1,151 @@
+"""What `apache2 -V` and `apache2 -t` say about a perchild configuration.
+
+Each broken configuration must be refused (non-zero exit) with a message
+that names the directive and says why; the valid ones must pass."""
+
+import re
+
+import pytest
+
+from pchelpers import BASE_MODULES
+
+BASE = """
+Listen 127.0.0.1:{port_a}
+ChildPerUserID pcalice pcalice
+<VirtualHost 127.0.0.1:{port_a}>
+    ServerName a.test
+    {assign}
+</VirtualHost>
+{global_extra}
+"""
+
+
+def config(httpd, global_extra="", assign="AssignUserID pcalice pcalice",
+           **kw):
+    body = BASE.replace("{global_extra}", global_extra) \
+               .replace("{assign}", assign)
+    httpd.write_config(body, **kw)
+
+
+def config_test(httpd):
+    rc, out = httpd.apache2("-t")
+    # The server's own paths (pytest-0, line numbers) must not satisfy a
+    # "reason" pattern by accident.
+    return rc, out.replace(str(httpd.root), "<root>")
+
+
+def test_valid_config_passes(httpd):
+    config(httpd)
+    rc, out = config_test(httpd)
+    assert rc == 0, out
+    assert "Syntax OK" in out
+
+
+def test_all_directives_and_aliases_pass(httpd, users):
+    """Every directive of the MPM in its valid forms, including numeric
+    #uid/#gid and the 2.0-era aliases."""
+    bob = users["pcbob"]
+    config(httpd, global_extra="""
+NumServers 2
+ThreadsPerChild 4
+StartThreads 4
+ThreadLimit 16
+MaxThreadsPerChild 16
+ServerLimit 16
+MaxConnectionsPerChild 100
+MaxRequestsPerChild 100
+ChildPerUserID #%d #%d 2
+ChildPerUserID pccarol pccarol 1
+""" % (bob.uid, bob.gid))
+    rc, out = config_test(httpd)
+    assert rc == 0, out
+    assert "Syntax OK" in out
+
+
+def test_V_reports_perchild(httpd):
+    config(httpd)
+    rc, out = httpd.apache2("-V")
+    assert rc == 0, out
+    assert re.search(r"^Server MPM:\s+perchild\s*$", out, re.M), out
+    assert re.search(r"^\s+threaded:\s+yes", out, re.M), out
+
+
+UNKNOWN = r"pcnosuch\w+|unknown|no such|not found|does not exist|invalid"
+ROOT = r"\broot\b|\b[ug]id\s*=?\s*0\b|#0\b|\b0\b|privileged"
+DUPLICATE = r"duplicate|already|twice|more than once|repeated|only once|" \
+    r"only one|once per"
+NUMBER = r"-1|\b0\b|\babc\b|\bx\b|integer|number|numeric|positive|" \
+    r"at least|greater|between|range|invalid"
+
+# (id, global lines, the vhost's AssignUserID lines (empty: the valid one),
+# directive, reason pattern)
+BAD = [
+    ("unknown-user", "ChildPerUserID pcnosuchuser pcalice", "",
+     "ChildPerUserID", UNKNOWN),
+    ("unknown-group", "ChildPerUserID pcbob pcnosuchgroup", "",
+     "ChildPerUserID", UNKNOWN),
+    ("assign-unknown-user", "", "AssignUserID pcnosuchuser pcalice",
+     "AssignUserID", UNKNOWN),
+    ("assign-unknown-group", "", "AssignUserID pcalice pcnosuchgroup",
+     "AssignUserID", UNKNOWN),
+    ("uid0-root-root", "ChildPerUserID root root", "",
+     "ChildPerUserID", ROOT),
+    ("uid0-name", "ChildPerUserID root pcbob", "", "ChildPerUserID", ROOT),
+    ("uid0-numeric", "ChildPerUserID #0 pcbob", "", "ChildPerUserID", ROOT),
+    ("gid0-name", "ChildPerUserID pcbob root", "", "ChildPerUserID", ROOT),
+    ("gid0-numeric", "ChildPerUserID pcbob #0", "", "ChildPerUserID", ROOT),
+    ("assign-uid0", "", "AssignUserID root root", "AssignUserID", ROOT),
+    ("duplicate-childperuserid", "ChildPerUserID pcalice pcalice", "",
+     "ChildPerUserID", DUPLICATE),
+    ("two-assign-in-vhost", "",
+     "AssignUserID pcalice pcalice\n    AssignUserID pcbob pcbob",
+     "AssignUserID", DUPLICATE),
+    ("assign-outside-vhost", "AssignUserID pcbob pcbob", "",
+     "AssignUserID", r"VirtualHost"),
+    ("threads-0", "ThreadsPerChild 0", "", "ThreadsPerChild", NUMBER),
+    ("threads-negative", "ThreadsPerChild -1", "", "ThreadsPerChild", NUMBER),
+    ("threads-abc", "ThreadsPerChild abc", "", "ThreadsPerChild", NUMBER),
+    ("serverlimit-0", "ServerLimit 0", "", "ServerLimit", NUMBER),
+    ("children-0", "ChildPerUserID pcbob pcbob 0", "", "ChildPerUserID",
+     NUMBER),
+    ("children-x", "ChildPerUserID pcbob pcbob x", "", "ChildPerUserID",
+     NUMBER),
+]
+
+
+@pytest.mark.parametrize("global_extra,vhost_lines,directive,reason",
+                         [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_config_refused(httpd, global_extra, vhost_lines, directive,
+                            reason):
+    config(httpd, global_extra=global_extra,
+           assign=vhost_lines or "AssignUserID pcalice pcalice")
+    rc, out = config_test(httpd)
+    print(out)
+    assert rc != 0, "accepted:\n%s\n%s" % (global_extra or vhost_lines, out)
+    assert "Syntax OK" not in out, out
+    assert "Invalid command" not in out, out
+    assert directive in out, "message does not name %s:\n%s" % (directive,
+                                                                 out)
+    assert re.search(reason, out, re.I), \
+        "message does not say why (%s):\n%s" % (reason, out)
+
+
+@pytest.mark.parametrize("order", ["perchild-first", "worker-first"])
+def test_second_mpm_refused(httpd, order):
+    if order == "perchild-first":
+        config(httpd, extra_modules=("mpm_worker",))
+    else:
+        config(httpd, pre_modules=("mpm_worker",))
+    rc, out = config_test(httpd)
+    assert rc != 0, out
+    assert re.search(r"AH00534|More than one MPM", out), out
+
+
+def test_mod_cgid_refused(httpd):
+    modules = tuple(m for m in BASE_MODULES if m != "cgi") + ("cgid",)
+    config(httpd, modules=modules)
+    rc, out = config_test(httpd)
+    assert rc != 0, "perchild accepted mod_cgid:\n" + out
+    # mod_cgid's daemon would run every CGI as User: the message must point
+    # to mod_cgi ("mod_cgi" itself, not only "mod_cgid").
+    assert re.search(r"mod_cgi\b", out), out

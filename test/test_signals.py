@@ -1,0 +1,166 @@
+"""-k graceful, restart, graceful-stop and stop, with requests in flight."""
+
+import threading
+import time
+
+import pytest
+
+from pchelpers import all_pids, cmdline, http_get, pid_alive, wait_until
+
+CGI = "/cgi-bin/id.cgi"
+
+CONF = """
+NumServers 1
+ThreadsPerChild 4
+ChildPerUserID pcalice pcalice
+ChildPerUserID pcbob pcbob 2
+Listen 127.0.0.1:{port_pcalice}
+Listen 127.0.0.1:{port_pcbob}
+Listen 127.0.0.1:{port_default}
+<VirtualHost 127.0.0.1:{port_pcalice}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_pcbob}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+"""
+
+
+class Load(threading.Thread):
+    """Requests in a loop on fresh connections until stopped."""
+
+    def __init__(self, port, path=CGI):
+        super().__init__(daemon=True)
+        self.port = port
+        self.path = path
+        self.results = []
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            self.results.append(http_get(self.port, self.path))
+
+    def finish(self):
+        self.halt.set()
+        self.join(30)
+        assert not self.is_alive(), "client loop did not end"
+        return self.results
+
+
+class Slow(threading.Thread):
+    """One request that takes `seconds` in the CGI."""
+
+    def __init__(self, port, seconds):
+        super().__init__(daemon=True)
+        self.port = port
+        self.seconds = seconds
+        self.result = None
+
+    def run(self):
+        self.result = http_get(self.port, "%s?sleep=%s" % (CGI, self.seconds),
+                               timeout=self.seconds + 15)
+
+    def finish(self):
+        self.join(self.seconds + 20)
+        assert not self.is_alive(), "slow request did not end"
+        return self.result
+
+
+def served_as(r, acct):
+    return r.status == 200 and int(r.ident.get("uid", -1)) == acct.uid
+
+
+@pytest.fixture
+def server(httpd):
+    httpd.write_config(CONF)
+    httpd.start()
+    return httpd
+
+
+def wait_slow_in_flight(srv):
+    """Until a CGI of this server runs (the slow request is in flight)."""
+    needle = (srv.root / "cgi-bin" / "id.cgi").as_posix().encode()
+    assert wait_until(lambda: any(needle in cmdline(p) for p in all_pids()),
+                      10), "the slow CGI never started"
+
+
+def test_graceful(server, users):
+    alice = users["pcalice"]
+    old = {c.pid for c in server.children()}
+    gen0 = server.max_generation()
+    assert gen0 is not None, "no 'Child .. started' lines:\n" + \
+        server.error_log()
+    load = Load(server.port("pcalice"))
+    slow = Slow(server.port("pcalice"), 2)
+    slow.start()
+    wait_slow_in_flight(server)
+    load.start()
+    time.sleep(0.3)
+    gen1 = server.graceful()
+    gone = wait_until(lambda: not (old & {c.pid for c in server.children()}),
+                      20)
+    time.sleep(1)
+    results = load.finish()
+    in_flight = slow.finish()
+
+    assert served_as(in_flight, alice), "in-flight request: %r" % in_flight
+    failed = [r for r in results if not served_as(r, alice)]
+    assert len(results) >= 10, "only %d requests ran" % len(results)
+    assert not failed, "%d of %d requests failed across graceful: %s" % (
+        len(failed), len(results), failed[:3])
+    assert gen1 > gen0
+    assert gone, "old children still running: %s" % (
+        old & {c.pid for c in server.children()})
+    new = server.children()
+    assert new and all(c.pid not in old for c in new)
+    assert {s[2] for s in server.started() if s[1] in
+            {c.pid for c in new}} == {gen1}
+    # Each old child says it stopped.
+    stopped = {s[1] for s in server.stopped()}
+    assert old <= stopped, "no 'stopped' line for %s" % (old - stopped)
+    server.stop()
+
+
+def test_restart(server, users):
+    pid = server.pid
+    old = {c.pid for c in server.children()}
+    gen0 = server.max_generation()
+    gen1 = server.restart()
+    assert gen1 > gen0
+    assert server.read_pid() == pid and pid_alive(pid), "parent changed"
+    assert wait_until(lambda: not (old & {c.pid for c in server.children()}),
+                      20), "old children survived -k restart"
+    for name in ("pcalice", "pcbob"):
+        r = http_get(server.port(name), CGI)
+        assert served_as(r, users[name]), r
+    server.stop()
+
+
+def test_graceful_stop_finishes_in_flight(server, users):
+    slow = Slow(server.port("pcbob"), 2)
+    slow.start()
+    wait_slow_in_flight(server)
+    started = time.monotonic()
+    server.graceful_stop()
+    r = slow.finish()
+    assert served_as(r, users["pcbob"]), "in-flight request: %r" % r
+    assert time.monotonic() - started < 20
+    assert not server.our_processes(), "left behind: %s" % \
+        server.our_processes()
+    # The listeners are closed.
+    assert http_get(server.port("pcalice"), "/", timeout=2).status is None
+
+
+def test_stop(server):
+    children = {c.pid for c in server.children()}
+    assert children
+    server.stop()
+    assert not any(pid_alive(p) for p in children), "children survived"
+    assert not server.our_processes(), "left behind: %s" % \
+        server.our_processes()
+    assert not server.pidfile.exists(), "pid file left behind"
+    for port in server.ports.values():
+        assert http_get(port, "/", timeout=2).status is None, \
+            "port %d still answers" % port

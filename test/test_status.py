@@ -1,0 +1,72 @@
+"""mod_status sees every pool's workers and names the pools."""
+
+import re
+
+from pchelpers import BASE_MODULES, http_get, wait_until
+
+THREADS = 3
+
+CONF = """
+NumServers 1
+ThreadsPerChild %d
+ChildPerUserID pcalice pcalice
+ChildPerUserID pcbob pcbob 2
+ExtendedStatus On
+Listen 127.0.0.1:{port_default}
+Listen 127.0.0.1:{port_pcalice}
+Listen 127.0.0.1:{port_pcbob}
+<Location /server-status>
+    SetHandler server-status
+</Location>
+<VirtualHost 127.0.0.1:{port_pcalice}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_pcbob}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+""" % THREADS
+
+
+def auto_fields(text):
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep:
+            out[key] = value
+    return out
+
+
+def test_server_status(httpd):
+    httpd.write_config(CONF, modules=BASE_MODULES + ("status",))
+    httpd.start()
+    port = httpd.port("default")
+    nchildren = 1 + 1 + 2
+
+    def workers():
+        r = http_get(port, "/server-status?auto")
+        f = auto_fields(r.body) if r.status == 200 else {}
+        if "BusyWorkers" in f and "IdleWorkers" in f:
+            return int(f["BusyWorkers"]) + int(f["IdleWorkers"]), r
+        return None, r
+
+    total = wait_until(lambda: workers()[0] == nchildren * THREADS, 10)
+    n, r = workers()
+    assert r.status == 200, r
+    f = auto_fields(r.body)
+    assert "BusyWorkers" in f and "IdleWorkers" in f, r.body
+    assert int(f["BusyWorkers"]) >= 1, r.body   # this very request
+    assert total, "Busy+Idle = %s, expected %d children x %d threads:\n%s" \
+        % (n, nchildren, THREADS, r.body)
+    if "ServerMPM" in f:
+        assert f["ServerMPM"] == "perchild", r.body
+
+    r = http_get(port, "/server-status")
+    assert r.status == 200, r
+    # Vhost names here are neutral (a.test, b.test): only the MPM's own
+    # pool table can put the user names on the page.
+    for user in ("pcalice", "pcbob"):
+        assert re.search(r"\b%s\b" % user, r.body), \
+            "%s missing from the status page" % user
+    httpd.stop()
