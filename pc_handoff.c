@@ -148,8 +148,20 @@ int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s)
     return OK;
 }
 
-/* A child keeps its own pool's receiving end and the other pools'
- * sending ends: it can read no other pool's channel. */
+/* Does a child of 'pool' need to send to pool 'to'?  A tenant next to
+ * a dispatch pool only ever gives connections back to it. */
+static int needs_send_end(int pool, int to)
+{
+    int d = pc_conf->dispatch_pool;
+
+    if (to == pool) {
+        return 0;
+    }
+    return d < 0 || pool == d || to == d;
+}
+
+/* A child keeps its own pool's receiving end and the sending ends it may
+ * use: it can read no other pool's channel. */
 void pc_handoff_child_init(apr_pool_t *pchild, int pool)
 {
     int i;
@@ -159,7 +171,7 @@ void pc_handoff_child_init(apr_pool_t *pchild, int pool)
             close(chan_recv[i]);
             chan_recv[i] = -1;
         }
-        if (i == pool && chan_send[i] >= 0) {
+        if (!needs_send_end(pool, i) && chan_send[i] >= 0) {
             close(chan_send[i]);
             chan_send[i] = -1;
         }
