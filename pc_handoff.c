@@ -618,6 +618,11 @@ static int pass_on(request_rec *r, int owner)
     if (pcc->hops >= PC_MAX_HOPS) {
         return refuse(r, want, "it was passed on too often");
     }
+    if (pc_child_stopping()) {
+        /* At a graceful restart the owner's children of this generation
+         * stop reading this generation's channel. */
+        return refuse(r, want, "this child is stopping");
+    }
     if (!pool_alive(owner)) {
         return refuse(r, want, "the owner pool has no live child");
     }
