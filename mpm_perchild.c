@@ -217,6 +217,7 @@ static int perchild_open_logs(apr_pool_t *p, apr_pool_t *plog,
     int startup = (pc_retained->mpm->module_loads == 1);
 
     pc_pconf = p;
+    pc_logs_wrap(p);
     if (ap_setup_listeners(ap_server_conf) < 1) {
         ap_log_error(APLOG_MARK, APLOG_ALERT | (startup ? APLOG_STARTUP : 0),
                      0, startup ? NULL : s,
