@@ -1,0 +1,92 @@
+"""A tenant's child holds no descriptor of another tenant's logs.
+
+alice and bob each have their own CustomLog and ErrorLog; children of
+every other pool must not hold those files open (in-process code could
+write into them), while each pool's own requests still land in its own
+logs.  Guards pc_logs.c."""
+
+import os
+
+import pytest
+
+from pchelpers import http_get, serve, wait_until
+
+CONF = """
+ThreadsPerChild 4
+ChildPerUserID pcalice pcalice
+ChildPerUserID pcbob pcbob
+Listen 127.0.0.1:{port_default}
+LogFormat "%v %>s %P %U%q" iso
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+    CustomLog {root}/logs/alice-access.log iso
+    ErrorLog {root}/logs/alice-error.log
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+    CustomLog {root}/logs/bob-access.log iso
+    ErrorLog {root}/logs/bob-error.log
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName c.test
+    AssignUserID pccarol pccarol
+</VirtualHost>
+"""
+
+LOGS = {"pcalice": ("alice-access.log", "alice-error.log"),
+        "pcbob": ("bob-access.log", "bob-error.log")}
+
+
+@pytest.fixture(scope="module")
+def srv(httpd_factory):
+    yield from serve(httpd_factory, "isolation", CONF)
+
+
+def open_files(pid):
+    out = set()
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            out.add(os.readlink(os.path.join(d, fd)))
+        except OSError:
+            pass
+    return out
+
+
+def test_children_hold_only_their_own_vhost_logs(srv, users):
+    by_uid = {users[u].uid: u for u in ("pcalice", "pcbob", "pccarol")}
+    seen = set()
+    for c in srv.children():
+        owner = by_uid.get(c.uid, "default")
+        seen.add(owner)
+        files = {os.path.basename(f) for f in open_files(c.pid)}
+        for user, names in LOGS.items():
+            for name in names:
+                if user == owner:
+                    assert name in files, (c, files)
+                else:
+                    assert name not in files, \
+                        "%s's child %d holds %s's %s" % (owner, c.pid,
+                                                         user, name)
+    assert seen == {"pcalice", "pcbob", "pccarol", "default"}, seen
+
+
+def test_requests_still_logged_in_own_vhost_log(srv):
+    # Over the shared port: some of these arrive by hand-off.
+    for i in range(12):
+        for host in ("a.test", "b.test"):
+            r = http_get(srv.port("default"), "/?n=%d" % i, host=host)
+            assert r.status in (200, 403, 404), r
+    logs = srv.root / "logs"
+
+    def complete():
+        a = (logs / "alice-access.log").read_text()
+        b = (logs / "bob-access.log").read_text()
+        return a.count("?n=") == 12 and b.count("?n=") == 12
+    assert wait_until(complete, 10), (
+        (logs / "alice-access.log").read_text(),
+        (logs / "bob-access.log").read_text())
+    assert "b.test" not in (logs / "alice-access.log").read_text()
+    assert "a.test" not in (logs / "bob-access.log").read_text()
