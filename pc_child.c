@@ -363,8 +363,10 @@ static int serve_ready(struct pollfd *p, int chan, int w)
 
 static void *APR_THREAD_FUNC listener_thread(apr_thread_t *thd, void *arg)
 {
-    struct pollfd pfd[64];
-    int n = build_pollset(pfd, 64);
+    /* Every listener, the channel and the wake pipe. */
+    int max = pc_conf->listeners->nelts + 2;
+    struct pollfd *pfd = apr_pcalloc(child.pchild, max * sizeof(*pfd));
+    int n = build_pollset(pfd, max);
     int chan = pc_handoff_channel_fd(child.pool);
     int start = 0;
 

@@ -178,7 +178,8 @@ static void fill_slots(server_rec *s)
 }
 
 /* Bookkeeping for a dead child of the current generation. */
-static void child_died(int slot, int status, apr_exit_why_e why)
+static void child_died(int slot, int processed, int status,
+                       apr_exit_why_e why)
 {
     int pool = pc_pools_pool_of_slot(slot);
     int t;
@@ -191,7 +192,7 @@ static void child_died(int slot, int status, apr_exit_why_e why)
     if (pool < 0) {
         return;
     }
-    if (status == APEXIT_CHILDFATAL) {
+    if (processed == APEXIT_CHILDFATAL) {
         pool_disabled[pool] = 1;
         ap_log_error(APLOG_MARK, APLOG_ALERT, 0, ap_server_conf,
                      "PC0205: a child of pool %s could not start as its "
@@ -200,7 +201,10 @@ static void child_died(int slot, int status, apr_exit_why_e why)
                      pc_pools_label(pc_pools_get(pool)));
         return;
     }
-    if (now - slot_started[slot] >= PC_FAST_DEATH) {
+    if ((APR_PROC_CHECK_EXIT(why) && status == 0)
+        || now - slot_started[slot] >= PC_FAST_DEATH) {
+        /* A clean exit (MaxConnectionsPerChild) or a long life: not a
+         * crash loop. */
         pc_retained->pool_fast_deaths[pool] = 0;
         return;
     }
@@ -224,7 +228,7 @@ static void reap_one(apr_proc_t *pid, apr_exit_why_e why, int status)
     if (slot >= 0) {
         if (ap_scoreboard_image->parent[slot].generation
             == pc_retained->mpm->my_generation) {
-            child_died(slot, processed, why);
+            child_died(slot, processed, status, why);
         }
         else {
             note_child_killed(slot, 0, 0);
