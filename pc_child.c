@@ -55,6 +55,8 @@ APLOG_USE_MODULE(mpm_perchild);
 typedef struct pc_tslot_t {
     int sock;                /* PC_SOCK_IDLE, PC_SOCK_PASSED or an fd */
     pc_passed_t passed;      /* valid while sock == PC_SOCK_PASSED */
+    char *buf;               /* receives passed bytes; malloc'ed on first
+                              * use, untouched pages cost nothing */
     int busy_fd;             /* fd being served, for an ungraceful stop */
     pthread_cond_t cv;
 } pc_tslot_t;
@@ -349,10 +351,16 @@ static int conns_exhausted(void)
  * Returns 1 if 'w' was given work. */
 static int serve_ready(struct pollfd *p, int chan, int w)
 {
+    pc_tslot_t *ts = &child.table[w];
     pc_passed_t passed;
 
     if (p->fd == chan) {
-        if (pc_handoff_receive(chan, &passed) == APR_SUCCESS) {
+        /* The worker is idle and ours: its buffer is free to fill. */
+        if (ts->buf == NULL
+            && (ts->buf = malloc(pc_handoff_bufsize())) == NULL) {
+            return 0;
+        }
+        if (pc_handoff_receive(chan, ts->buf, &passed) == APR_SUCCESS) {
             dispatch(w, PC_SOCK_PASSED, &passed);
             return 1;
         }
@@ -414,21 +422,26 @@ static void *APR_THREAD_FUNC listener_thread(apr_thread_t *thd, void *arg)
 }
 
 /* Wraps a connected descriptor as httpd's socket, with its real address
- * family and peer address; the pool's cleanup closes it. */
-static apr_status_t wrap_socket(apr_socket_t **sock, int fd, apr_pool_t *p)
+ * family and peer address (looked up unless 'peer' has it); the pool's
+ * cleanup closes it. */
+static apr_status_t wrap_socket(apr_socket_t **sock, int fd,
+                                struct sockaddr_storage *peer, apr_pool_t *p)
 {
     struct sockaddr_storage remote;
     socklen_t len = sizeof(remote);
     apr_os_sock_info_t info;
 
-    if (getpeername(fd, (struct sockaddr *)&remote, &len) == -1) {
-        return errno;
+    if (peer == NULL) {
+        if (getpeername(fd, (struct sockaddr *)&remote, &len) == -1) {
+            return errno;
+        }
+        peer = &remote;
     }
     memset(&info, 0, sizeof(info));
     info.os_sock = &fd;
     info.local = NULL;           /* looked up only if someone asks */
-    info.remote = (struct sockaddr *)&remote;
-    info.family = remote.ss_family;
+    info.remote = (struct sockaddr *)peer;
+    info.family = peer->ss_family;
     info.type = SOCK_STREAM;
     return apr_os_sock_make(sock, &info, p);
 }
@@ -443,11 +456,9 @@ static void serve_connection(apr_pool_t *ptrans, int tn, pc_tslot_t *ts,
     conn_rec *c;
     long conn_id = (long)child.slot * pc_conf->thread_limit + tn;
 
-    if (wrap_socket(&sock, fd, ptrans) != APR_SUCCESS) {
+    if (wrap_socket(&sock, fd, passed ? &passed->peer : NULL, ptrans)
+        != APR_SUCCESS) {
         close(fd);
-        if (passed != NULL) {
-            pc_handoff_passed_done(passed);
-        }
         return;
     }
     ts->busy_fd = fd;
@@ -461,9 +472,6 @@ static void serve_connection(apr_pool_t *ptrans, int tn, pc_tslot_t *ts,
         }
         ap_process_connection(c, sock);
         ap_lingering_close(c);
-    }
-    else if (passed != NULL) {
-        pc_handoff_passed_done(passed);
     }
     ts->busy_fd = -1;
 }

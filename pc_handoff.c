@@ -48,10 +48,8 @@
 #include "apr_strings.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 APLOG_USE_MODULE(mpm_perchild);
@@ -70,9 +68,6 @@ static ap_filter_rec_t *record_filter_handle;
 static int *chan_recv;
 static int *chan_send;
 static int num_chans;
-
-/* The listener thread's receive buffer (one listener per child). */
-static char *recv_buf;
 
 /* Per-connection state. */
 typedef struct pc_conn_t {
@@ -176,9 +171,11 @@ void pc_handoff_child_init(apr_pool_t *pchild, int pool)
             chan_send[i] = -1;
         }
     }
-    if (handoff_enabled()) {
-        recv_buf = apr_palloc(pchild, PC_CHAN_MAX_PAYLOAD);
-    }
+}
+
+apr_size_t pc_handoff_bufsize(void)
+{
+    return PC_CHAN_MAX_PAYLOAD;
 }
 
 int pc_handoff_channel_fd(int pool)
@@ -190,35 +187,31 @@ int pc_handoff_channel_fd(int pool)
 }
 
 /* A passed descriptor must be a connected TCP stream socket; a tenant
- * could send anything down the channel. */
-static int passed_fd_ok(int fd)
+ * could send anything down the channel.  Keeps the peer's address. */
+static int passed_fd_ok(int fd, struct sockaddr_storage *peer)
 {
-    struct stat st;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
+    socklen_t len = sizeof(*peer);
     int type = 0;
     socklen_t tlen = sizeof(type);
 
-    if (fstat(fd, &st) == -1 || !S_ISSOCK(st.st_mode)) {
-        return 0;
-    }
+    /* ENOTSOCK for anything that is not a socket. */
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == -1
         || type != SOCK_STREAM) {
         return 0;
     }
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) == -1) {
+    if (getpeername(fd, (struct sockaddr *)peer, &len) == -1) {
         return 0;
     }
-    return ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+    return peer->ss_family == AF_INET || peer->ss_family == AF_INET6;
 }
 
-apr_status_t pc_handoff_receive(int chan, pc_passed_t *out)
+apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out)
 {
     size_t len;
     unsigned hops;
     int fd, rv;
 
-    rv = pc_chan_recv(chan, &fd, &hops, recv_buf, PC_CHAN_MAX_PAYLOAD, &len);
+    rv = pc_chan_recv(chan, &fd, &hops, buf, PC_CHAN_MAX_PAYLOAD, &len);
     if (rv == EAGAIN) {
         return APR_EAGAIN;
     }
@@ -227,7 +220,7 @@ apr_status_t pc_handoff_receive(int chan, pc_passed_t *out)
                      "PC0311: refused a malformed hand-off record");
         return rv;
     }
-    if (!passed_fd_ok(fd)) {
+    if (!passed_fd_ok(fd, &out->peer)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
                      "PC0312: refused a hand-off record whose descriptor "
                      "is not a connected TCP socket");
@@ -240,26 +233,8 @@ apr_status_t pc_handoff_receive(int chan, pc_passed_t *out)
      * a tenant's child receives is the dispatcher's to get back.  (A
      * record cannot prove its sender, so no flag in it is trusted.) */
     out->from_dispatch = pc_conf->dispatch_pool >= 0;
+    out->bytes = buf;
     out->len = len;
-    out->bytes = len ? malloc(len) : NULL;
-    if (len && out->bytes == NULL) {
-        close(fd);
-        return APR_ENOMEM;
-    }
-    memcpy(out->bytes, recv_buf, len);
-    return APR_SUCCESS;
-}
-
-void pc_handoff_passed_done(pc_passed_t *passed)
-{
-    free(passed->bytes);
-    passed->bytes = NULL;
-    passed->len = 0;
-}
-
-static apr_status_t free_passed(void *data)
-{
-    free(data);
     return APR_SUCCESS;
 }
 
@@ -279,12 +254,6 @@ void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
     pcc->from_dispatch = passed->from_dispatch;
     pcc->passed = passed->bytes;
     pcc->passed_len = passed->len;
-    if (passed->bytes != NULL) {
-        apr_pool_cleanup_register(c->pool, passed->bytes, free_passed,
-                                  apr_pool_cleanup_null);
-    }
-    passed->bytes = NULL;
-    passed->len = 0;
 }
 
 /* The core calls this when it first reads a connection: forwarded
@@ -457,8 +426,9 @@ static int refuse(request_rec *r, const pc_pool_t *want, const char *why)
     return DONE;
 }
 
-/* Is any child of 'pool' alive?  A pool that is down gets its 503 now
- * instead of after the send timeout. */
+/* Has 'pool' a child?  The parent clears a slot's pid when it reaps
+ * the child, so a pool that is down gets its 503 now instead of after
+ * the send timeout, without a system call here. */
 static int pool_alive(int pool)
 {
     pc_pool_t *pl = pc_pools_get(pool);
@@ -466,8 +436,7 @@ static int pool_alive(int pool)
 
     for (i = pl->first_slot; i < pl->first_slot + pl->slots; i++) {
         process_score *ps = ap_get_scoreboard_process(i);
-        if (ps != NULL && ps->pid > 0
-            && (kill(ps->pid, 0) == 0 || errno == EPERM)) {
+        if (ps != NULL && ps->pid > 0) {
             return 1;
         }
     }

@@ -19,6 +19,8 @@
 
 #include "httpd.h"
 
+#include <sys/socket.h>
+
 /* Values of a socket-table entry besides a descriptor (the design
  * card's shape). */
 #define PC_SOCK_IDLE   (-1)
@@ -26,14 +28,19 @@
 
 /* A connection passed from another pool's child: the client descriptor
  * and the bytes already read from it, to be read again before the
- * socket.  'bytes' is malloc'ed and owned by whoever holds the record. */
+ * socket.  'bytes' points into the receiving worker's own buffer, which
+ * stays untouched until that worker is done with the connection. */
 typedef struct pc_passed_t {
     int fd;
     unsigned hops;
     int from_dispatch;       /* sent by a dispatch pool's child */
     char *bytes;
     apr_size_t len;
+    struct sockaddr_storage peer;   /* the client, read once */
 } pc_passed_t;
+
+/* Size of the buffer a receiving worker needs. */
+apr_size_t pc_handoff_bufsize(void);
 
 /* Parent, at open_logs: one channel per pool (none with a single pool). */
 int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s);
@@ -44,15 +51,12 @@ void pc_handoff_child_init(apr_pool_t *pchild, int pool);
 /* The descriptor the listener polls for passed connections, or -1. */
 int pc_handoff_channel_fd(int pool);
 
-/* Receives one passed connection (non-blocking).  APR_SUCCESS fills
- * 'out'; anything else means nothing to serve. */
-apr_status_t pc_handoff_receive(int chan, pc_passed_t *out);
+/* Receives one passed connection (non-blocking) into 'buf' (of
+ * pc_handoff_bufsize() bytes).  APR_SUCCESS fills 'out'; anything else
+ * means nothing to serve. */
+apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out);
 
-/* Makes conn_rec 'c' read the passed bytes before its socket; takes
- * ownership of the bytes (freed with the connection's pool). */
+/* Makes conn_rec 'c' read the passed bytes before its socket. */
 void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed);
-
-/* Frees what a passed record owns when it is not adopted. */
-void pc_handoff_passed_done(pc_passed_t *passed);
 
 #endif /* PC_HANDOFF_H */
