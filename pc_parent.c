@@ -66,6 +66,44 @@ static const char *slot_label(int slot)
     return pc_pools_label(pc_pools_get(pc_pools_pool_of_slot(slot)));
 }
 
+/* Children of a previous generation that lost their slot to a new one
+ * are remembered with their pool's label, for their last log line. */
+static void lost_init(void)
+{
+    if (pc_retained->lost == NULL) {
+        apr_pool_create(&pc_retained->lost_pool, ap_pglobal);
+        pc_retained->lost = apr_hash_make(pc_retained->lost_pool);
+        pc_retained->slot_labels = apr_pcalloc(pc_retained->lost_pool,
+                                               pc_conf->server_limit
+                                               * sizeof(char *));
+    }
+}
+
+static void lost_remember(pid_t pid, const char *label)
+{
+    pid_t *key;
+
+    if (apr_hash_count(pc_retained->lost) > 4 * PC_MAX_SERVER_LIMIT) {
+        apr_hash_clear(pc_retained->lost);
+    }
+    key = apr_pmemdup(pc_retained->lost_pool, &pid, sizeof(pid));
+    apr_hash_set(pc_retained->lost, key, sizeof(pid),
+                 apr_pstrdup(pc_retained->lost_pool, label));
+}
+
+static const char *lost_label(pid_t pid, int forget)
+{
+    const char *label = NULL;
+
+    if (pc_retained->lost != NULL) {
+        label = apr_hash_get(pc_retained->lost, &pid, sizeof(pid));
+        if (forget) {
+            apr_hash_set(pc_retained->lost, &pid, sizeof(pid), NULL);
+        }
+    }
+    return label ? label : "?";
+}
+
 static void note_child_killed(int slot, pid_t pid, ap_generation_t gen)
 {
     if (slot != -1) {
@@ -82,7 +120,8 @@ static void note_child_killed(int slot, pid_t pid, ap_generation_t gen)
     else {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
                      "PC0202: Child stopped: pid %" APR_PID_T_FMT
-                     ", gen %d (previous generation)", pid, (int)gen);
+                     ", gen %d, pool %s (previous generation)", pid,
+                     (int)gen, lost_label(pid, 1));
         ap_run_child_status(ap_server_conf, pid, gen, -1, MPM_CHILD_EXITED);
     }
 }
@@ -98,10 +137,17 @@ static void note_child_started(int slot, pid_t pid)
         ap_run_child_status(ap_server_conf, ps->pid, ps->generation, slot,
                             MPM_CHILD_LOST_SLOT);
         ap_register_extra_mpm_process(ps->pid, ps->generation);
+        lost_remember(ps->pid, pc_retained->slot_labels[slot]
+                               ? pc_retained->slot_labels[slot] : "?");
     }
     ps->pid = pid;
     ps->generation = gen;
     ps->quiescing = 0;
+    if (pc_retained->slot_labels[slot] == NULL
+        || strcmp(pc_retained->slot_labels[slot], slot_label(slot)) != 0) {
+        pc_retained->slot_labels[slot] = apr_pstrdup(pc_retained->lost_pool,
+                                                     slot_label(slot));
+    }
     ap_run_child_status(ap_server_conf, pid, gen, slot, MPM_CHILD_STARTED);
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
                  "PC0203: Child %d started: pid %" APR_PID_T_FMT
@@ -331,6 +377,7 @@ int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)
     }
     ap_unixd_mpm_set_signals(pconf, pc_one_process);
     ensure_pool_state();
+    lost_init();
 
     log_started(plog, s);
     mpm->mpm_state = AP_MPMQ_RUNNING;

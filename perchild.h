@@ -34,6 +34,7 @@
 #include "mpm_common.h"
 #include "scoreboard.h"
 #include "unixd.h"
+#include "apr_hash.h"
 
 #include <sys/types.h>
 
@@ -98,6 +99,9 @@ typedef struct pc_retained_t {
     apr_time_t *pool_fail_until;  /* parent: pool respawn hold-off */
     int *pool_fast_deaths;
     int pool_state_size;
+    apr_pool_t *lost_pool;        /* parent: pools of previous generations' */
+    apr_hash_t *lost;             /*   children still finishing, by pid */
+    const char **slot_labels;     /* pool label of each slot's child */
 } pc_retained_t;
 
 extern module AP_MODULE_DECLARE_DATA mpm_perchild_module;
