@@ -345,7 +345,9 @@ static int pre_connection(conn_rec *c, void *csd)
 {
     pc_conn_t *pcc;
 
-    if (!handoff_enabled() || c->master != NULL) {
+    /* HTTP/2 streams and mod_proxy's backend connections read no
+     * request of a client. */
+    if (!handoff_enabled() || c->master != NULL || c->outgoing) {
         return DECLINED;
     }
     pcc = conn_state(c);
