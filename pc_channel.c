@@ -33,6 +33,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 int pc_chan_pair(int sv[2], int sndbuf)
@@ -53,6 +54,15 @@ int pc_chan_pair(int sv[2], int sndbuf)
         }
     }
     return 0;
+}
+
+static long long elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)(now.tv_sec - since->tv_sec) * 1000
+           + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
 static int wait_writable(int chan, int timeout_ms)
@@ -89,7 +99,8 @@ int pc_chan_send(int chan, int fd, unsigned hops, const struct iovec *iov,
     struct cmsghdr *cm;
     pc_chan_hdr_t hdr;
     size_t total = 0;
-    int i;
+    struct timespec start;
+    int i, waited = 0;
 
     if (iovcnt < 0 || iovcnt > 8 || fd < 0) {
         return EINVAL;
@@ -109,6 +120,7 @@ int pc_chan_send(int chan, int fd, unsigned hops, const struct iovec *iov,
     v[0].iov_base = &hdr;
     v[0].iov_len = sizeof(hdr);
 
+    clock_gettime(CLOCK_MONOTONIC, &start);
     memset(&ctl, 0, sizeof(ctl));
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = v;
@@ -123,7 +135,8 @@ int pc_chan_send(int chan, int fd, unsigned hops, const struct iovec *iov,
 
     for (;;) {
         ssize_t n = sendmsg(chan, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        int rv;
+        long long spent;
+        int rv, left;
 
         if (n >= 0) {
             /* SEQPACKET: all or nothing. */
@@ -132,15 +145,24 @@ int pc_chan_send(int chan, int fd, unsigned hops, const struct iovec *iov,
         if (errno == EINTR) {
             continue;
         }
+        if (errno == ECONNRESET) {
+            /* The receiving end was closed with records unread. */
+            return EPIPE;
+        }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             return errno;
         }
-        if ((rv = wait_writable(chan, timeout_ms)) != 0) {
+        /* Other senders share this end: the room we were woken for may
+         * be taken again.  Wait on until the deadline, not just once. */
+        spent = elapsed_ms(&start);
+        left = spent >= timeout_ms ? 0 : timeout_ms - (int)spent;
+        if (waited && left == 0) {
+            return ETIMEDOUT;
+        }
+        if ((rv = wait_writable(chan, left)) != 0) {
             return rv;
         }
-        /* One wait only: a receiver that took nothing in time is slow
-         * enough to give up on. */
-        timeout_ms = 0;
+        waited = 1;
     }
 }
 
@@ -225,8 +247,21 @@ int pc_chan_recv(int chan, int *fd, unsigned *hops, char *buf,
         return (errno == EWOULDBLOCK) ? EAGAIN : errno;
     }
     if (n == 0) {
-        /* A header is always sent: 0 bytes is end of file. */
+        /* A header is always sent, so 0 bytes is end of file -- unless a
+         * hostile sender sent an empty record, which SEQPACKET delivers.
+         * End of file carries no descriptor and comes only once the peer
+         * has shut down. */
+        struct pollfd p;
+        int carried = msg.msg_controllen > 0;
+
         close_all_fds(&msg);
+        p.fd = chan;
+        p.events = POLLRDHUP;
+        p.revents = 0;
+        if (carried || poll(&p, 1, 0) != 1
+            || !(p.revents & (POLLRDHUP | POLLHUP))) {
+            return EPROTO;
+        }
         return EPIPE;
     }
     if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))

@@ -353,6 +353,7 @@ static int serve_ready(struct pollfd *p, int chan, int w)
 {
     pc_tslot_t *ts = &child.table[w];
     pc_passed_t passed;
+    apr_status_t rv;
 
     if (p->fd == chan) {
         /* The worker is idle and ours: its buffer is free to fill. */
@@ -360,9 +361,19 @@ static int serve_ready(struct pollfd *p, int chan, int w)
             && (ts->buf = malloc(pc_handoff_bufsize())) == NULL) {
             return 0;
         }
-        if (pc_handoff_receive(chan, ts->buf, &passed) == APR_SUCCESS) {
+        rv = pc_handoff_receive(chan, ts->buf, &passed);
+        if (rv == APR_SUCCESS) {
             dispatch(w, PC_SOCK_PASSED, &passed);
             return 1;
+        }
+        if (rv == EPIPE) {
+            /* Someone holding a sending end shut the channel down: it
+             * stays at end of file.  Stop polling it rather than spin. */
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, ap_server_conf,
+                         "PC0409: this pool's hand-off channel was shut "
+                         "down; connections passed from other pools get "
+                         "503 until the next restart");
+            p->fd = -1;
         }
         return 0;
     }

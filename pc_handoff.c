@@ -48,6 +48,7 @@
 #include "apr_strings.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -69,6 +70,18 @@ static int *chan_recv;
 static int *chan_send;
 static int num_chans;
 
+/* The hand-off's own preamble, first in every record's payload (the
+ * channel below knows nothing of HTTP).  Untrusted like the rest: it
+ * only tunes keep-alive. */
+typedef struct pc_preamble_t {
+    uint32_t keepalives;     /* requests served on the connection so far */
+    uint32_t flags;
+} pc_preamble_t;
+
+/* Given back between two requests: wait for the next one as keep-alive. */
+#define PC_PRE_BETWEEN 0x1u
+#define PC_PRE_KNOWN   PC_PRE_BETWEEN
+
 /* Per-connection state. */
 typedef struct pc_conn_t {
     char *head;              /* bytes of the current request, as read */
@@ -78,6 +91,8 @@ typedef struct pc_conn_t {
     unsigned hops;           /* passes since a request was last served */
     int served;              /* requests served since this child got it */
     int gone;                /* passed on: reads see end of file */
+    int between;             /* arrived between two requests */
+    int keepalives;          /* carried over from the sender */
     int from_dispatch;       /* came from the dispatch pool */
     char *passed;            /* forwarded bytes to read before the socket */
     apr_size_t passed_len;
@@ -227,14 +242,29 @@ apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out)
         close(fd);
         return APR_EGENERAL;
     }
+    if (len < sizeof(pc_preamble_t)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                     "PC0313: refused a hand-off record without preamble");
+        close(fd);
+        return APR_EGENERAL;
+    }
+    memcpy(&out->pre_keepalives, buf, sizeof(uint32_t));
+    memcpy(&out->pre_flags, buf + sizeof(uint32_t), sizeof(uint32_t));
+    if (out->pre_flags & ~PC_PRE_KNOWN) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                     "PC0314: refused a hand-off record with unknown "
+                     "flags %#x", (unsigned)out->pre_flags);
+        close(fd);
+        return APR_EGENERAL;
+    }
     out->fd = fd;
     out->hops = hops;
     /* With a dispatch pool, tenants send nothing to each other: whatever
      * a tenant's child receives is the dispatcher's to get back.  (A
      * record cannot prove its sender, so no flag in it is trusted.) */
     out->from_dispatch = pc_conf->dispatch_pool >= 0;
-    out->bytes = buf;
-    out->len = len;
+    out->bytes = buf + sizeof(pc_preamble_t);
+    out->len = len - sizeof(pc_preamble_t);
     return APR_SUCCESS;
 }
 
@@ -254,6 +284,10 @@ void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
     pcc->from_dispatch = passed->from_dispatch;
     pcc->passed = passed->bytes;
     pcc->passed_len = passed->len;
+    pcc->between = (passed->pre_flags & PC_PRE_BETWEEN) != 0;
+    /* MaxKeepAliveRequests counts over the connection's whole life. */
+    c->keepalives = (int)(passed->pre_keepalives > 0x7fffffffu
+                          ? 0x7fffffff : passed->pre_keepalives);
 }
 
 /* The core calls this when it first reads a connection: forwarded
@@ -360,7 +394,7 @@ static int pre_connection(conn_rec *c, void *csd)
 }
 
 static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
-                                apr_pool_t *p);
+                                int between, apr_pool_t *p);
 static void forget(conn_rec *c);
 
 /* With a dispatch pool, a tenant's child serves one request per hand-off
@@ -378,7 +412,7 @@ static void give_back(request_rec *r, conn_rec *c, pc_conn_t *pcc)
     apr_status_t rv;
 
     pcc->len = 0;
-    rv = send_record(c, pcc, pc_conf->dispatch_pool, r->pool);
+    rv = send_record(c, pcc, pc_conf->dispatch_pool, 1, r->pool);
     if (rv != APR_SUCCESS) {
         ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
                       "PC0305: cannot give the connection back to the "
@@ -401,6 +435,14 @@ static void pre_read_request(request_rec *r, conn_rec *c)
     if (must_give_back(pcc)) {
         give_back(r, c, pcc);
         return;
+    }
+    if (pcc->between) {
+        /* The client is between two requests: wait as the sending child
+         * would have, with the keep-alive timeout (httpd sets Timeout
+         * back once the request line is read). */
+        pcc->between = 0;
+        apr_socket_timeout_set(ap_get_conn_socket(c),
+                               c->base_server->keep_alive_timeout);
     }
     pcc->len = 0;
     pcc->overflow = 0;
@@ -523,9 +565,10 @@ static apr_status_t flush_earlier_responses(conn_rec *c, apr_pool_t *p)
 /* Sends the connection, with the recorded head and the core's
  * read-ahead, to 'pool'. */
 static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
-                                apr_pool_t *p)
+                                int between, apr_pool_t *p)
 {
-    struct iovec iov[2];
+    struct iovec iov[3];
+    pc_preamble_t pre;
     apr_os_sock_t fd;
     apr_size_t extra;
     char *more;
@@ -537,21 +580,26 @@ static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
     if ((rv = flush_earlier_responses(c, p)) != APR_SUCCESS) {
         return rv;
     }
-    rv = read_ahead(c, PC_CHAN_MAX_PAYLOAD - pcc->len, &more, &extra, p);
+    rv = read_ahead(c, PC_CHAN_MAX_PAYLOAD - sizeof(pre) - pcc->len, &more,
+                    &extra, p);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    iov[0].iov_base = pcc->head;
-    iov[0].iov_len = pcc->len;
-    iov[1].iov_base = more;
-    iov[1].iov_len = extra;
+    pre.keepalives = (uint32_t)c->keepalives;
+    pre.flags = between ? PC_PRE_BETWEEN : 0;
+    iov[0].iov_base = &pre;
+    iov[0].iov_len = sizeof(pre);
+    iov[1].iov_base = pcc->head;
+    iov[1].iov_len = pcc->len;
+    iov[2].iov_base = more;
+    iov[2].iov_len = extra;
     apr_os_sock_get(&fd, ap_get_conn_socket(c));
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                   "PC0304: passing %" APR_SIZE_T_FMT " head and %"
                   APR_SIZE_T_FMT " read-ahead bytes to pool %s", pcc->len,
                   extra, pc_pools_get(pool)->label);
-    return pc_chan_send(chan_send[pool], fd, pcc->hops + 1, iov,
-                        extra ? 2 : 1, PC_SEND_TIMEOUT_MS);
+    return pc_chan_send(chan_send[pool], fd, pcc->hops + 1, iov, 3,
+                        PC_SEND_TIMEOUT_MS);
 }
 
 /* The connection now belongs to another child: write nothing and shut
@@ -597,7 +645,7 @@ static int pass_on(request_rec *r, int owner)
     if (!pool_alive(owner)) {
         return refuse(r, want, "the owner pool has no live child");
     }
-    rv = send_record(r->connection, pcc, owner, r->pool);
+    rv = send_record(r->connection, pcc, owner, 0, r->pool);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
                       "PC0302: passing the connection to pool %s failed",

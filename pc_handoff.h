@@ -34,6 +34,8 @@ typedef struct pc_passed_t {
     int fd;
     unsigned hops;
     int from_dispatch;       /* sent by a dispatch pool's child */
+    apr_uint32_t pre_keepalives;    /* the record's preamble */
+    apr_uint32_t pre_flags;
     char *bytes;
     apr_size_t len;
     struct sockaddr_storage peer;   /* the client, read once */

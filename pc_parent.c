@@ -223,6 +223,18 @@ static void fill_slots(server_rec *s)
     }
 }
 
+static int all_pools_disabled(void)
+{
+    int i;
+
+    for (i = 0; i < pc_conf->pools->nelts; i++) {
+        if (!pool_disabled[i] && pc_pools_get(i)->slots > 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Bookkeeping for a dead child of the current generation. */
 static void child_died(int slot, int processed, int status,
                        apr_exit_why_e why)
@@ -245,6 +257,14 @@ static void child_died(int slot, int processed, int status,
                      "user (see above); the pool is not respawned until "
                      "the next restart, and its vhosts get 503",
                      pc_pools_label(pc_pools_get(pool)));
+        if (all_pools_disabled()) {
+            /* Nobody would ever accept: stop rather than leave clients
+             * waiting in the listen backlog. */
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, ap_server_conf,
+                         "PC0213: no pool can run; shutting down");
+            pc_retained->mpm->shutdown_pending = 1;
+            pc_retained->mpm->is_ungraceful = 1;
+        }
         return;
     }
     if ((APR_PROC_CHECK_EXIT(why) && status == 0)

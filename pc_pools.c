@@ -352,6 +352,16 @@ int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
                           ap_unixd_config.group_name : "#-1");
     def->num_children = pc_conf->num_servers;
     def->origin = "User/Group";
+    if (def->uid == (uid_t)-1 || def->gid == (gid_t)-1 || def->uid == 0
+        || def->gid == 0) {
+        /* Its children would fail to start, or run as root. */
+        ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
+                     "PC0101: User %s / Group %s cannot run a pool: set "
+                     "User and Group to an unprivileged user and group "
+                     "(the pool of the main server and of vhosts without "
+                     "AssignUserID)", def->user_name, def->group_name);
+        return !OK;
+    }
 
     for (i = 0; i < pc_conf->declared->nelts; i++) {
         pc_pool_t *d = &APR_ARRAY_IDX(pc_conf->declared, i, pc_pool_t);
@@ -468,6 +478,24 @@ static int listener_owner(server_rec *s, ap_listen_rec *lr)
     return owner;
 }
 
+static int dispatch_takes_all(const pc_listener_t *pl);
+
+/* Who accepts 'pl', in words for the log. */
+static const char *acceptors(apr_pool_t *p, const pc_listener_t *pl)
+{
+    if (dispatch_takes_all(pl)
+        || (pl->owner < 0 && pc_conf->dispatch_pool >= 0)) {
+        return apr_pstrcat(p, "the dispatch pool ",
+                           pc_pools_get(pc_conf->dispatch_pool)->label,
+                           NULL);
+    }
+    if (pl->owner >= 0) {
+        return apr_pstrcat(p, "pool ", pc_pools_get(pl->owner)->label,
+                           NULL);
+    }
+    return "every pool";
+}
+
 /* Decides, for every listener, which pool's children accept it. */
 int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
 {
@@ -480,29 +508,29 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
 
         pl->lr = lr;
         pl->owner = listener_owner(s, lr);
+        pl->tls = lr->protocol != NULL && !strcasecmp(lr->protocol, "https");
         apr_sockaddr_ip_get(&addr, lr->bind_addr);
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     "PC0110: listener %s:%u is accepted by %s%s",
+                     "PC0110: listener %s:%u is accepted by %s",
                      addr ? addr : "?", (unsigned)lr->bind_addr->port,
-                     pl->owner >= 0 && !(pc_conf->dispatch_all
-                                         && pc_conf->dispatch_pool >= 0)
-                     ? "pool " :
-                     pc_conf->dispatch_pool >= 0 ? "the dispatch pool "
-                                                 : "every pool",
-                     pl->owner >= 0 && !(pc_conf->dispatch_all
-                                         && pc_conf->dispatch_pool >= 0)
-                     ? pc_pools_get(pl->owner)->label :
-                     pc_conf->dispatch_pool >= 0 ?
-                         pc_pools_get(pc_conf->dispatch_pool)->label : "");
+                     acceptors(p, pl));
     }
     return OK;
 }
 
 /* A listener of one pool is accepted by that pool only.  A shared one
  * by every pool, or only by the dispatch pool when there is one. */
+static int dispatch_takes_all(const pc_listener_t *pl)
+{
+    /* A TLS listener of one pool stays with it: its connections could
+     * not move on after the handshake. */
+    return pc_conf->dispatch_all && pc_conf->dispatch_pool >= 0
+           && !(pl->tls && pl->owner >= 0);
+}
+
 int pc_pools_accepts(int pool, const pc_listener_t *pl)
 {
-    if (pc_conf->dispatch_all && pc_conf->dispatch_pool >= 0) {
+    if (dispatch_takes_all(pl)) {
         return pool == pc_conf->dispatch_pool;
     }
     if (pl->owner >= 0) {

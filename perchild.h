@@ -63,6 +63,7 @@ typedef struct pc_pool_t {
 typedef struct pc_listener_t {
     ap_listen_rec *lr;
     int owner;               /* pool index, or -1: shared by many pools */
+    int tls;                 /* Listen ... https: connections cannot move */
 } pc_listener_t;
 
 /* What the configuration says.  Rebuilt on every (re)load in pconf. */
