@@ -222,6 +222,21 @@ const char *pc_pools_set_dispatch(apr_pool_t *p, const char *user,
     return NULL;
 }
 
+/* Does 'd' share a uid or a gid with a serving pool?  Either would give
+ * the dispatcher a tenant's file access, or a tenant the dispatcher's. */
+static int shares_identity(const pc_pool_t *d)
+{
+    int i;
+
+    for (i = 0; i < pc_conf->pools->nelts; i++) {
+        pc_pool_t *pl = pc_pools_get(i);
+        if (pl->uid == d->uid || pl->gid == d->gid) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The dispatch pool must be nobody else: it reads every tenant's
  * requests, and no tenant may. */
 static int add_dispatch_pool(apr_pool_t *p)
@@ -232,12 +247,12 @@ static int add_dispatch_pool(apr_pool_t *p)
     if (d == NULL) {
         return OK;
     }
-    if (find_pool(pc_conf->pools, d->uid, d->gid) != NULL) {
+    if (shares_identity(d)) {
         ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
-                     "PC0104: DispatchUserID %s %s is also a serving pool "
-                     "(User/Group, ChildPerUserID or AssignUserID): give "
-                     "the dispatch pool a user of its own", d->user_name,
-                     d->group_name);
+                     "PC0104: DispatchUserID %s %s shares its user or its "
+                     "group with a serving pool (User/Group, ChildPerUserID "
+                     "or AssignUserID): give the dispatch pool a user and "
+                     "a group of its own", d->user_name, d->group_name);
         return !OK;
     }
     pl = append_pool(pc_conf->pools, p, d->uid, d->gid, d->user_name,
