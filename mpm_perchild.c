@@ -291,8 +291,15 @@ static const char *set_server_limit(cmd_parms *cmd, void *d, const char *arg)
     return int_arg(cmd, arg, 1, PC_MAX_SERVER_LIMIT, &pc_conf->server_limit);
 }
 
-static const char *set_child_per_user(cmd_parms *cmd, void *d, int argc,
-                                      char *const argv[])
+/* What ChildPerUserID and DispatchUserID do with their arguments. */
+typedef const char *pool_adder(apr_pool_t *p, const char *user,
+                               const char *group, const char *count,
+                               const char *origin);
+
+/* "user group [num-children]", server config only; the error names the
+ * directive. */
+static const char *pool_directive(cmd_parms *cmd, int argc,
+                                  char *const argv[], pool_adder *add)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     const char *origin;
@@ -301,36 +308,29 @@ static const char *set_child_per_user(cmd_parms *cmd, void *d, int argc,
         return err;
     }
     if (argc < 2 || argc > 3) {
-        return "ChildPerUserID: takes a user, a group and optionally the "
-               "number of children";
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": takes a user, a "
+                           "group and optionally the number of children",
+                           NULL);
     }
     origin = apr_psprintf(cmd->pool, "line %d of %s",
                           cmd->directive->line_num,
                           cmd->directive->filename);
-    err = pc_pools_add_declared(cmd->pool, argv[0], argv[1],
-                                argc == 3 ? argv[2] : NULL, origin);
-    return err ? apr_pstrcat(cmd->pool, "ChildPerUserID: ", err, NULL) : NULL;
+    err = add(cmd->pool, argv[0], argv[1], argc == 3 ? argv[2] : NULL,
+              origin);
+    return err ? apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL)
+               : NULL;
+}
+
+static const char *set_child_per_user(cmd_parms *cmd, void *d, int argc,
+                                      char *const argv[])
+{
+    return pool_directive(cmd, argc, argv, pc_pools_add_declared);
 }
 
 static const char *set_dispatch_user(cmd_parms *cmd, void *d, int argc,
                                      char *const argv[])
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    const char *origin;
-
-    if (err != NULL) {
-        return err;
-    }
-    if (argc < 2 || argc > 3) {
-        return "DispatchUserID: takes a user, a group and optionally the "
-               "number of children";
-    }
-    origin = apr_psprintf(cmd->pool, "line %d of %s",
-                          cmd->directive->line_num,
-                          cmd->directive->filename);
-    err = pc_pools_set_dispatch(cmd->pool, argv[0], argv[1],
-                                argc == 3 ? argv[2] : NULL, origin);
-    return err ? apr_pstrcat(cmd->pool, "DispatchUserID: ", err, NULL) : NULL;
+    return pool_directive(cmd, argc, argv, pc_pools_set_dispatch);
 }
 
 static const char *set_dispatch_all(cmd_parms *cmd, void *d, int on)
