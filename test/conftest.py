@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from pchelpers import Httpd, Module, build_module, ensure_users, \
-    open_tmp_path
+from pchelpers import Httpd, Module, build_module, ensure_dispatch_user, \
+    ensure_users, open_tmp_path
 
 
 def pytest_configure(config):
@@ -31,6 +31,13 @@ def module():
 def users():
     _require_root()
     return ensure_users()
+
+
+@pytest.fixture(scope="session")
+def dispatch_user():
+    """pcdisp, the user of a DispatchUserID pool (created if absent)."""
+    _require_root()
+    return ensure_dispatch_user()
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,8 @@ MODDIR = Path("/usr/lib/apache2/modules")
 POOL_USERS = ("pcalice", "pcbob", "pccarol")
 SHARED_GROUP = "pcshared"
 DEFAULT_USER = "www-data"
+# The dispatch pool's user (DispatchUserID): serves nothing, owns no files.
+DISPATCH_USER = "pcdisp"
 
 # Modules every test server loads, besides the MPM.  Debian's apache2 has
 # core, mod_so, mod_watchdog, http_core, mod_log_config, mod_logio,
@@ -169,6 +171,19 @@ def ensure_users():
     return accounts
 
 
+def ensure_dispatch_user():
+    """pcdisp (with its own group), created if absent; its Account."""
+    if not _exists(pwd.getpwnam, DISPATCH_USER):
+        _run_checked(["useradd", "--system", "--user-group",
+                      "--no-create-home", "--shell", "/usr/sbin/nologin",
+                      DISPATCH_USER])
+    a = Account(DISPATCH_USER)
+    assert a.uid != 0 and a.gid != 0, a
+    assert a.group == DISPATCH_USER, "%s's primary group is %s" % (
+        DISPATCH_USER, a.group)
+    return a
+
+
 class Account:
     def __init__(self, name):
         pw = pwd.getpwnam(name)
@@ -276,6 +291,197 @@ class KeepAliveClient:
 
     def close(self):
         self.conn.close()
+
+
+class RawResponse(Response):
+    """A response read off a raw socket: also the protocol version, the
+    headers as received (list of (name, value)), the body as bytes and
+    the interim (1xx) responses that came before it."""
+
+    def __init__(self, status, version, headers, body, interim=()):
+        merged = {}
+        for k, v in headers:
+            merged[k] = v
+        super().__init__(status, body.decode("utf-8", "replace"), merged)
+        self.version = version
+        self.header_list = list(headers)
+        self.raw_body = body
+        self.interim = list(interim)
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.header_list:
+            if k.lower() == name:
+                return v
+        return default
+
+    @property
+    def closes(self):
+        """True if the server announced that it closes the connection."""
+        conn = (self.header("Connection") or "").lower()
+        if "close" in conn:
+            return True
+        return self.version == "HTTP/1.0" and "keep-alive" not in conn
+
+
+class RawConnection:
+    """A client on one TCP socket that writes exactly the bytes it is
+    given and parses responses itself: pipelining, split or joined writes,
+    HEAD, HTTP/1.0, 100-continue.  Never reconnects; every read has a
+    deadline (timeout seconds per response)."""
+
+    def __init__(self, port, timeout=HTTP_TIMEOUT, addr="127.0.0.1"):
+        self.timeout = timeout
+        self.sock = socket.create_connection((addr, port), timeout=timeout)
+        self.local_port = self.sock.getsockname()[1]
+        self.buf = b""
+        self.eof = False
+
+    def send(self, data):
+        self.sock.settimeout(self.timeout)
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("no complete response in %ss"
+                                 % self.timeout)
+        self.sock.settimeout(left)
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            self.eof = True
+            raise EOFError("connection closed by the server")
+        self.buf += chunk
+
+    def _line(self, deadline):
+        while b"\r\n" not in self.buf:
+            self._fill(deadline)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exactly(self, n, deadline):
+        while len(self.buf) < n:
+            self._fill(deadline)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _head(self, deadline):
+        status_line = self._line(deadline).decode("latin-1")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise ValueError("bad status line %r" % status_line)
+        headers = []
+        while True:
+            line = self._line(deadline)
+            if not line:
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers.append((name.strip(), value.strip()))
+        return parts[0], int(parts[1]), headers
+
+    def read_interim(self, timeout=None):
+        """Reads one response head that must be a 1xx (e.g. after sending
+        only the head of an Expect: 100-continue request)."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        version, status, headers = self._head(deadline)
+        if status >= 200:
+            raise ValueError("expected an interim response, got %d"
+                             % status)
+        return status
+
+    def read_response(self, method="GET"):
+        """The next final response (interim ones are collected)."""
+        deadline = time.monotonic() + self.timeout
+        interim = []
+        while True:
+            version, status, headers = self._head(deadline)
+            if status >= 200 or status == 101:
+                break
+            interim.append(status)
+        lower = {k.lower(): v for k, v in headers}
+        if method == "HEAD" or status in (204, 304):
+            body = b""
+        elif "chunked" in lower.get("transfer-encoding", "").lower():
+            body = b""
+            while True:
+                size = int(self._line(deadline).split(b";")[0], 16)
+                if size == 0:
+                    while self._line(deadline):     # trailers
+                        pass
+                    break
+                body += self._exactly(size, deadline)
+                if self._exactly(2, deadline) != b"\r\n":
+                    raise ValueError("bad chunk end")
+        elif "content-length" in lower:
+            body = self._exactly(int(lower["content-length"]), deadline)
+        else:
+            try:
+                while True:
+                    self._fill(deadline)
+            except EOFError:
+                pass
+            body, self.buf = self.buf, b""
+        return RawResponse(status, version, headers, body, interim)
+
+    def request(self, data, method="GET"):
+        """send(data), then read_response(); a failure becomes a Response
+        with .error set (status None)."""
+        try:
+            self.send(data)
+            return self.read_response(method)
+        except (OSError, EOFError, ValueError) as e:
+            return Response(error="%s: %s" % (type(e).__name__, e))
+
+    def closed_by_server(self, wait=0.5):
+        """True if the server has closed (EOF within `wait` seconds);
+        False if the connection is still open and idle."""
+        if self.eof:
+            return True
+        if self.buf:
+            return False
+        self.sock.settimeout(wait)
+        try:
+            chunk = self.sock.recv(65536, socket.MSG_PEEK)
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+        return not chunk
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def raw_request(method, path, host, version="HTTP/1.1", headers=(),
+                body=None, chunked=False):
+    """The bytes of one request.  `headers` are (name, value) pairs sent
+    in order after Host; a body gets Content-Length unless chunked."""
+    lines = ["%s %s %s" % (method, path, version)]
+    if host is not None:
+        lines.append("Host: %s" % host)
+    lines += ["%s: %s" % kv for kv in headers]
+    payload = b""
+    if body is not None:
+        if chunked:
+            lines.append("Transfer-Encoding: chunked")
+            step = 65536
+            for i in range(0, len(body), step):
+                part = body[i:i + step]
+                payload += b"%x\r\n" % len(part) + part + b"\r\n"
+            payload += b"0\r\n\r\n"
+        else:
+            lines.append("Content-Length: %d" % len(body))
+            payload = body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
 
 
 # --------------------------------------------------------------------------
@@ -504,12 +710,14 @@ class Httpd:
 
     # -- control ----------------------------------------------------------
 
-    def apache2(self, *args, timeout=60):
-        """Run /usr/sbin/apache2 -f <conf> ARGS; (rc, stdout+stderr)."""
+    def apache2(self, *args, timeout=60, preexec_fn=None):
+        """Run /usr/sbin/apache2 -f <conf> ARGS; (rc, stdout+stderr).
+        preexec_fn runs in the forked process before exec (e.g. to set a
+        resource limit that the server and its children inherit)."""
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
         r = subprocess.run([APACHE2, "-f", str(self.conf)] + list(args),
                            capture_output=True, text=True, timeout=timeout,
-                           env=env, check=False)
+                           env=env, check=False, preexec_fn=preexec_fn)
         return r.returncode, r.stdout + r.stderr
 
     def read_pid(self):
@@ -518,10 +726,11 @@ class Httpd:
         except (OSError, ValueError, IndexError):
             return None
 
-    def start(self, wait_ports=None):
+    def start(self, wait_ports=None, preexec_fn=None):
         """apache2 -k start; wait for the pid file and for an HTTP answer on
-        each port (all ports picked by write_config unless given)."""
-        rc, out = self.apache2("-k", "start")
+        each port (all ports picked by write_config unless given).
+        preexec_fn: see apache2()."""
+        rc, out = self.apache2("-k", "start", preexec_fn=preexec_fn)
         if rc != 0:
             raise ServerError("apache2 -k start failed (rc %d):\n%s\n"
                               "--- error log ---\n%s"
