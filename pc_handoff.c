@@ -50,7 +50,9 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 
 APLOG_USE_MODULE(mpm_perchild);
@@ -470,21 +472,31 @@ static int refuse(request_rec *r, const pc_pool_t *want, const char *why)
     return DONE;
 }
 
-/* Has 'pool' a child?  The parent clears a slot's pid when it reaps
- * the child, so a pool that is down gets its 503 now instead of after
- * the send timeout, without a system call here. */
-static int pool_alive(int pool)
+/* Bytes of records a pool may have waiting per worker thread before a
+ * sender calls it overloaded: about two small records each. */
+#define PC_QUEUE_BYTES_PER_THREAD 4096
+
+/* Can 'pool' take a connection now?  Not when the parent keeps it down
+ * (it cannot start, or crashes in a loop), nor when its channel already
+ * holds more records than its threads can soon take: then the pool is
+ * stuck or overloaded, and 503 now beats a client waiting in a queue.
+ * A pool merely (re)starting is fine: records wait for its child. */
+static int pool_can_take(int pool)
 {
     pc_pool_t *pl = pc_pools_get(pool);
-    int i;
+    int queued = 0;
+    long limit = (long)pl->slots * pc_conf->threads_per_child
+                 * PC_QUEUE_BYTES_PER_THREAD;
 
-    for (i = pl->first_slot; i < pl->first_slot + pl->slots; i++) {
-        process_score *ps = ap_get_scoreboard_process(i);
-        if (ps != NULL && ps->pid > 0) {
-            return 1;
-        }
+    if (pl->slots == 0 || pc_parent_pool_down(pool)) {
+        return 0;
     }
-    return 0;
+    /* SIOCOUTQ on the shared sending end: all senders' unread records. */
+    if (ioctl(chan_send[pool], SIOCOUTQ, &queued) == 0
+        && queued > (limit > 65536 ? limit : 65536)) {
+        return 0;
+    }
+    return 1;
 }
 
 /* The core input filter's read-ahead brigade, or NULL. */
@@ -642,8 +654,8 @@ static int pass_on(request_rec *r, int owner)
          * stop reading this generation's channel. */
         return refuse(r, want, "this child is stopping");
     }
-    if (!pool_alive(owner)) {
-        return refuse(r, want, "the owner pool has no live child");
+    if (!pool_can_take(owner)) {
+        return refuse(r, want, "the owner pool is down or overloaded");
     }
     rv = send_record(r->connection, pcc, owner, 0, r->pool);
     if (rv != APR_SUCCESS) {

@@ -26,6 +26,8 @@
 #include "http_log.h"
 #include "http_main.h"
 #include "apr_strings.h"
+#include "apr_atomic.h"
+#include "apr_shm.h"
 
 #include <unistd.h>
 #include <signal.h>
@@ -42,10 +44,27 @@ APLOG_USE_MODULE(mpm_perchild);
 /* Per-generation parent state, in pconf. */
 static apr_time_t *slot_started;   /* when each slot's child was forked */
 static int *pool_disabled;         /* 1: cannot drop privileges */
+/* In shared memory, so that children see it: 1 while a pool is disabled
+ * or held off. */
+static volatile apr_uint32_t *pool_down;
+
+int pc_parent_pool_down(int pool)
+{
+    return pool_down != NULL && pool >= 0
+           && pool < pc_conf->pools->nelts && pool_down[pool] != 0;
+}
+
+static void set_pool_down(int pool, int down)
+{
+    if (pool_down != NULL) {
+        apr_atomic_set32(&pool_down[pool], down ? 1 : 0);
+    }
+}
 
 static void ensure_pool_state(void)
 {
     int n = pc_conf->pools->nelts;
+    apr_shm_t *shm;
 
     /* Hold-offs survive graceful restarts only while the pool count
      * stays; a changed configuration starts afresh. */
@@ -59,6 +78,12 @@ static void ensure_pool_state(void)
     slot_started = apr_pcalloc(pc_pconf, pc_conf->server_limit
                                          * sizeof(apr_time_t));
     pool_disabled = apr_pcalloc(pc_pconf, n * sizeof(int));
+    pool_down = NULL;
+    if (apr_shm_create(&shm, n * sizeof(apr_uint32_t), NULL, pc_pconf)
+        == APR_SUCCESS) {
+        pool_down = apr_shm_baseaddr_get(shm);
+        memset((void *)pool_down, 0, n * sizeof(apr_uint32_t));
+    }
 }
 
 static const char *slot_label(int slot)
@@ -194,10 +219,11 @@ static int make_child(server_rec *s, int slot)
 
 static int pool_may_start(int pool, apr_time_t now)
 {
-    if (pool_disabled[pool]) {
-        return 0;
-    }
-    return now >= pc_retained->pool_fail_until[pool];
+    int may = !pool_disabled[pool]
+              && now >= pc_retained->pool_fail_until[pool];
+
+    set_pool_down(pool, !may);
+    return may;
 }
 
 /* Starts a child in every empty slot whose pool may run. */
@@ -252,6 +278,7 @@ static void child_died(int slot, int processed, int status,
     }
     if (processed == APEXIT_CHILDFATAL) {
         pool_disabled[pool] = 1;
+        set_pool_down(pool, 1);
         ap_log_error(APLOG_MARK, APLOG_ALERT, 0, ap_server_conf,
                      "PC0205: a child of pool %s could not start as its "
                      "user (see above); the pool is not respawned until "
@@ -277,6 +304,7 @@ static void child_died(int slot, int processed, int status,
     if (++pc_retained->pool_fast_deaths[pool] >= PC_FAST_DEATHS) {
         pc_retained->pool_fast_deaths[pool] = 0;
         pc_retained->pool_fail_until[pool] = now + PC_HOLD_OFF;
+        set_pool_down(pool, 1);
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                      "PC0206: children of pool %s die right after start; "
                      "holding the pool off for %d seconds",

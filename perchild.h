@@ -137,6 +137,9 @@ const char *pc_pools_label(const pc_pool_t *pool);
 
 /* pc_parent.c */
 int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s);
+/* Shared with the children: is the parent keeping 'pool' down (it cannot
+ * start, or crashes in a loop)?  Then passing to it is pointless. */
+int pc_parent_pool_down(int pool);
 
 /* pc_child.c */
 void pc_child_main(int slot, int pool) __attribute__((noreturn));

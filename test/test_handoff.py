@@ -1174,11 +1174,11 @@ FLOOD_TIME = 60
 
 
 def test_owner_channel_full_503(down, users):
-    """pccarol's child stopped, clients keep asking c.test: the records
-    queue in pccarol's channel until it is full; from then on the sender
-    waits 1 s and answers 503 with Retry-After (PC0302, PC0301 "did not
-    take it in time").  After SIGCONT every queued connection is served
-    by pccarol: none is lost, none is served by another pool."""
+    """pccarol's child stopped, clients keep asking c.test: a bounded
+    number of records queue in pccarol's channel; from then on senders
+    answer 503 with Retry-After at once (PC0301 "down or overloaded").
+    After SIGCONT every queued connection is served by pccarol: none is
+    lost, none is served by another pool."""
     port = down.port("shared")
     req = raw_request("GET", "/index.html", "c.test",
                       headers=[("Connection", "close")])
@@ -1230,10 +1230,17 @@ def test_owner_channel_full_503(down, users):
     assert not bad, bad
     served = [d for d in rest.values() if d.startswith(b"HTTP/1.1 200")]
     assert all(d.endswith(b"\r\n\r\npccarol\n") for d in served)
-    assert len(served) >= 100, "only %d queued connections served" % len(
-        served)
+    # Every connection got an answer: queued ones served after SIGCONT,
+    # the rest refused; none lost.
+    answered = sum(len(v) for v in statuses.values())
+    assert answered == len(socks), statuses.keys()
+    assert served, "no queued connection was served after SIGCONT"
     log = down.error_log()
-    assert "PC0302" in log and "did not take it in time" in log
+    # The queue is bounded: a stuck pool is called overloaded (or, with a
+    # burst, the channel is full for the send timeout).
+    assert "PC0301" in log and ("down or overloaded" in log
+                                or "did not take it in time" in log), \
+        error_excerpt(down)
     carol = set(pids_of(down, "pccarol"))
     pools = pid_pools(down)
     entries = [e for e in handoff_log(down)
@@ -1318,7 +1325,7 @@ def test_owner_pool_without_live_child(httpd, users, module):
             assert r.status == 503, (r, httpd.error_log()[-2000:])
             assert r.header("Retry-After"), r.header_list
             assert dt < 2.5, report
-        assert "the owner pool has no live child" in httpd.error_log()
+        assert "the owner pool is down or overloaded" in httpd.error_log()
         others = [(h, http_get(port, ID, host=h, timeout=5))
                   for h in ("a.test", "b.test", "default.test") * 2]
         assert_all_ok(others, users, "other pools")
