@@ -58,6 +58,8 @@ typedef struct pc_tslot_t {
     char *buf;               /* receives passed bytes; malloc'ed on first
                               * use, untouched pages cost nothing */
     int busy_fd;             /* fd being served, for an ungraceful stop */
+    int owned;               /* accepted on a listener of this pool only:
+                              * no request on it can be another pool's */
     pthread_cond_t cv;
 } pc_tslot_t;
 
@@ -224,11 +226,13 @@ static void publish_identity(const pc_pool_t *pl)
 }
 
 /* Hands a job to the idle worker 'w'.  Called with child.mu held. */
-static void give_job(int w, int sock, const pc_passed_t *passed)
+static void give_job(int w, int sock, const pc_passed_t *passed,
+                     int owned)
 {
     pc_tslot_t *ts = &child.table[w];
 
     ts->sock = sock;
+    ts->owned = owned;
     if (passed != NULL) {
         ts->passed = *passed;
     }
@@ -258,10 +262,10 @@ static void return_idler(int w)
     pthread_mutex_unlock(&child.mu);
 }
 
-static void dispatch(int w, int sock, const pc_passed_t *passed)
+static void dispatch(int w, int sock, const pc_passed_t *passed, int owned)
 {
     pthread_mutex_lock(&child.mu);
-    give_job(w, sock, passed);
+    give_job(w, sock, passed, owned);
     pthread_mutex_unlock(&child.mu);
 }
 
@@ -288,7 +292,7 @@ static int accept_error_is_transient(int err)
 
 /* Tries to accept on one readable listener.  Returns 1 if worker 'w'
  * got the connection. */
-static int try_accept(int lfd, int w)
+static int try_accept(int lfd, int w, int owned)
 {
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -306,13 +310,13 @@ static int try_accept(int lfd, int w)
         }
         return 0;
     }
-    dispatch(w, fd, NULL);
+    dispatch(w, fd, NULL, owned);
     return 1;
 }
 
 /* Builds the listener's poll set: listeners this pool accepts, the
  * pool's hand-off channel, and the wake pipe (last). */
-static int build_pollset(struct pollfd *pfd, int max)
+static int build_pollset(struct pollfd *pfd, int *owned, int max)
 {
     int i, n = 0, chan;
 
@@ -329,12 +333,14 @@ static int build_pollset(struct pollfd *pfd, int max)
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
         pfd[n].fd = fd;
         pfd[n].events = POLLIN;
+        owned[n] = (pl->owner == child.pool);
         n++;
     }
     chan = pc_handoff_channel_fd(child.pool);
     if (chan >= 0) {
         pfd[n].fd = chan;
         pfd[n].events = POLLIN;
+        owned[n] = 0;
         n++;
     }
     pfd[n].fd = child.lwake[0];
@@ -349,7 +355,7 @@ static int conns_exhausted(void)
 
 /* Serves one readable descriptor of the poll set for worker 'w'.
  * Returns 1 if 'w' was given work. */
-static int serve_ready(struct pollfd *p, int chan, int w)
+static int serve_ready(struct pollfd *p, int chan, int w, int owned)
 {
     pc_tslot_t *ts = &child.table[w];
     pc_passed_t passed;
@@ -363,7 +369,7 @@ static int serve_ready(struct pollfd *p, int chan, int w)
         }
         rv = pc_handoff_receive(chan, ts->buf, &passed);
         if (rv == APR_SUCCESS) {
-            dispatch(w, PC_SOCK_PASSED, &passed);
+            dispatch(w, PC_SOCK_PASSED, &passed, 0);
             return 1;
         }
         if (rv == EPIPE) {
@@ -377,7 +383,7 @@ static int serve_ready(struct pollfd *p, int chan, int w)
         }
         return 0;
     }
-    return try_accept(p->fd, w);
+    return try_accept(p->fd, w, owned);
 }
 
 static void *APR_THREAD_FUNC listener_thread(apr_thread_t *thd, void *arg)
@@ -385,7 +391,8 @@ static void *APR_THREAD_FUNC listener_thread(apr_thread_t *thd, void *arg)
     /* Every listener, the channel and the wake pipe. */
     int max = pc_conf->listeners->nelts + 2;
     struct pollfd *pfd = apr_pcalloc(child.pchild, max * sizeof(*pfd));
-    int n = build_pollset(pfd, max);
+    int *owned = apr_pcalloc(child.pchild, max * sizeof(int));
+    int n = build_pollset(pfd, owned, max);
     int chan = pc_handoff_channel_fd(child.pool);
     int start = 0;
 
@@ -406,9 +413,9 @@ static void *APR_THREAD_FUNC listener_thread(apr_thread_t *thd, void *arg)
             }
             /* Rotate the start so that no listener starves another. */
             for (i = 0; i < n - 1 && !given; i++) {
-                struct pollfd *p = &pfd[(start + i) % (n - 1)];
-                if (p->revents & (POLLIN | POLLERR | POLLHUP)) {
-                    given = serve_ready(p, chan, w);
+                int k = (start + i) % (n - 1);
+                if (pfd[k].revents & (POLLIN | POLLERR | POLLHUP)) {
+                    given = serve_ready(&pfd[k], chan, w, owned[k]);
                 }
             }
             start = (start + 1) % (n > 1 ? n - 1 : 1);
@@ -480,6 +487,9 @@ static void serve_connection(apr_pool_t *ptrans, int tn, pc_tslot_t *ts,
     if (c != NULL) {
         if (passed != NULL) {
             pc_handoff_adopt(c, passed);
+        }
+        else if (ts->owned) {
+            pc_handoff_own_listener(c);
         }
         ap_process_connection(c, sock);
         ap_lingering_close(c);

@@ -96,6 +96,7 @@ typedef struct pc_conn_t {
     int between;             /* arrived between two requests */
     int keepalives;          /* carried over from the sender */
     int from_dispatch;       /* came from the dispatch pool */
+    int no_record;           /* on a listener of this pool only */
     char *passed;            /* forwarded bytes to read before the socket */
     apr_size_t passed_len;
     ap_filter_t *filter;     /* our recording filter */
@@ -278,6 +279,11 @@ static pc_conn_t *make_conn_state(conn_rec *c)
     return pcc;
 }
 
+void pc_handoff_own_listener(conn_rec *c)
+{
+    make_conn_state(c)->no_record = 1;
+}
+
 void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
 {
     pc_conn_t *pcc = make_conn_state(c);
@@ -389,6 +395,9 @@ static int pre_connection(conn_rec *c, void *csd)
     pcc = conn_state(c);
     if (pcc == NULL) {
         pcc = make_conn_state(c);
+    }
+    else if (pcc->no_record) {
+        return DECLINED;
     }
     pcc->filter = ap_add_input_filter_handle(record_filter_handle, pcc, NULL,
                                              c);

@@ -58,6 +58,10 @@ int pc_handoff_channel_fd(int pool);
  * means nothing to serve. */
 apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out);
 
+/* 'c' came in on a listener of this pool only: none of its requests can
+ * be another pool's, so nothing needs recording. */
+void pc_handoff_own_listener(conn_rec *c);
+
 /* Makes conn_rec 'c' read the passed bytes before its socket. */
 void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed);
 
