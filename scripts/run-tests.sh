@@ -50,11 +50,33 @@ if [ "$selected" = yes ]; then
     exit "$rc"
 fi
 
+# Both runs write JUnit XML, so that one closing line can count them all.
+reports=$(mktemp -d)
+trap 'rm -rf "$reports"' EXIT
 rc=0
-pytest -m "not slow" "$@" test/ || rc=$?
+pytest -m "not slow" --junitxml="$reports/fast.xml" "$@" test/ || rc=$?
 slow=0
-pytest -m slow "$@" test/ || slow=$?
+pytest -m slow --junitxml="$reports/slow.xml" "$@" test/ || slow=$?
 # 5: no test is marked slow (yet).
 [ "$slow" = 5 ] && slow=0
+
+/usr/bin/python3 - "$reports"/*.xml <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        continue
+    for suite in root.iter("testsuite"):
+        tests = int(suite.get("tests", 0))
+        bad = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+        skip = int(suite.get("skipped", 0))
+        passed += tests - bad - skip
+        failed += bad
+        skipped += skip
+print("total: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
+PY
 [ "$rc" != 0 ] && exit "$rc"
 exit "$slow"
