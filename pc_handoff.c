@@ -97,6 +97,9 @@ typedef struct pc_conn_t {
     int keepalives;          /* carried over from the sender */
     int from_dispatch;       /* came from the dispatch pool */
     int no_record;           /* on a listener of this pool only */
+    int proxy_checked;       /* first request looked at for PROXY */
+    char *proxy;             /* the connection's PROXY header, if any */
+    apr_size_t proxy_len;
     char *passed;            /* forwarded bytes to read before the socket */
     apr_size_t passed_len;
     ap_filter_t *filter;     /* our recording filter */
@@ -583,13 +586,57 @@ static apr_status_t flush_earlier_responses(conn_rec *c, apr_pool_t *p)
     return ap_pass_brigade(c->output_filters, bb);
 }
 
+static const char proxy_v2sig[12] = "\r\n\r\n\0\r\nQUIT\n";
+
+/* Length of the PROXY protocol header (v1 or v2) at the start of 'b', or
+ * 0 when there is none, or it is incomplete. */
+static apr_size_t proxy_len(const char *b, apr_size_t n)
+{
+    apr_size_t i;
+
+    if (n >= 16 && memcmp(b, proxy_v2sig, sizeof(proxy_v2sig)) == 0) {
+        apr_size_t len = 16 + (((unsigned char)b[14] << 8)
+                               | (unsigned char)b[15]);
+        return len <= n ? len : 0;
+    }
+    if (n >= 8 && memcmp(b, "PROXY ", 6) == 0) {
+        /* A v1 line is at most 107 bytes with its CRLF. */
+        for (i = 6; i + 1 < n && i < 107; i++) {
+            if (b[i] == '\r' && b[i + 1] == '\n') {
+                return i + 2;
+            }
+        }
+    }
+    return 0;
+}
+
+/* mod_remoteip's RemoteIPProxyProtocol reads a PROXY header once, at
+ * the start of a connection, and the receiving child's mod_remoteip
+ * expects one at the start of what it reads.  The first request's
+ * recording holds it: keep a copy for the connection's later passes. */
+static void note_proxy_header(conn_rec *c, pc_conn_t *pcc)
+{
+    apr_size_t n;
+
+    if (pcc->proxy_checked) {
+        return;
+    }
+    pcc->proxy_checked = 1;
+    n = proxy_len(pcc->head, pcc->len);
+    if (n > 0) {
+        pcc->proxy = apr_pmemdup(c->pool, pcc->head, n);
+        pcc->proxy_len = n;
+    }
+}
+
 /* Sends the connection, with the recorded head and the core's
  * read-ahead, to 'pool'. */
 static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
                                 int between, apr_pool_t *p)
 {
-    struct iovec iov[3];
+    struct iovec iov[4];
     pc_preamble_t pre;
+    apr_size_t proxy_n;
     apr_os_sock_t fd;
     apr_size_t extra;
     char *more;
@@ -606,20 +653,30 @@ static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
     if (rv != APR_SUCCESS) {
         return rv;
     }
+    /* The connection's PROXY header goes first unless the recorded head
+     * starts with it already (the first request). */
+    proxy_n = (pcc->proxy_len && proxy_len(pcc->head, pcc->len) == 0)
+              ? pcc->proxy_len : 0;
     pre.keepalives = (uint32_t)c->keepalives;
     pre.flags = between ? PC_PRE_BETWEEN : 0;
     iov[0].iov_base = &pre;
     iov[0].iov_len = sizeof(pre);
-    iov[1].iov_base = pcc->head;
-    iov[1].iov_len = pcc->len;
-    iov[2].iov_base = more;
-    iov[2].iov_len = extra;
+    iov[1].iov_base = pcc->proxy;
+    iov[1].iov_len = proxy_n;
+    iov[2].iov_base = pcc->head;
+    iov[2].iov_len = pcc->len;
+    iov[3].iov_base = more;
+    iov[3].iov_len = extra;
+    if (iov[1].iov_len + pcc->len + extra + sizeof(pre)
+        > PC_CHAN_MAX_PAYLOAD) {
+        return APR_ENOSPC;
+    }
     apr_os_sock_get(&fd, ap_get_conn_socket(c));
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                   "PC0304: passing %" APR_SIZE_T_FMT " head and %"
                   APR_SIZE_T_FMT " read-ahead bytes to pool %s", pcc->len,
                   extra, pc_pools_get(pool)->label);
-    return pc_chan_send(chan_send[pool], fd, pcc->hops + 1, iov, 3,
+    return pc_chan_send(chan_send[pool], fd, pcc->hops + 1, iov, 4,
                         PC_SEND_TIMEOUT_MS);
 }
 
@@ -683,8 +740,9 @@ static int check_owner(request_rec *r)
     pc_conn_t *pcc = conn_state(r->connection);
     pc_server_conf_t *sc;
 
-    if (pcc != NULL) {
+    if (pcc != NULL && pcc->recording) {
         pcc->recording = 0;
+        note_proxy_header(r->connection, pcc);
     }
     if (pc_my_pool < 0 || r->main != NULL) {
         return DECLINED;

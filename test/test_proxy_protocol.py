@@ -1,0 +1,95 @@
+"""PROXY protocol (mod_remoteip's RemoteIPProxyProtocol) across hand-offs.
+
+The header is read once, at the start of a connection; every child that
+serves a request of that connection, after any number of hand-offs (and
+give-backs to a dispatch pool), must see the client address it carried.
+"""
+
+import struct
+import socket
+
+import pytest
+
+from pchelpers import DISPATCH_USER, RawConnection, raw_request, wait_until
+
+CONF = """
+ThreadsPerChild 4
+ChildPerUserID pcalice pcalice
+ChildPerUserID pcbob pcbob
+{dispatch}
+RemoteIPProxyProtocol On
+Listen 127.0.0.1:{port_default}
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName c.test
+    AssignUserID pccarol pccarol
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+"""
+
+HOSTS = ["a.test", "b.test", "c.test", "b.test", "a.test", "c.test"]
+OWNER = {"a.test": "pcalice", "b.test": "pcbob", "c.test": "pccarol"}
+CLIENT = "203.0.113.7"
+
+
+def v1_header(port):
+    return ("PROXY TCP4 %s 127.0.0.1 4444 %d\r\n" % (CLIENT, port)).encode()
+
+
+def v2_header(port):
+    addr = socket.inet_aton(CLIENT) + socket.inet_aton("127.0.0.1") \
+        + struct.pack("!HH", 4444, port)
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) \
+        + struct.pack("!H", len(addr)) + addr
+
+
+@pytest.fixture(scope="module", params=["default", "dispatch"])
+def srv(request, httpd_factory, dispatch_user):
+    dispatch = "DispatchUserID %s %s" % (DISPATCH_USER, DISPATCH_USER) \
+        if request.param == "dispatch" else ""
+    modules = ("authz_core", "authz_host", "mime", "dir", "alias", "cgi",
+               "remoteip")
+    h = httpd_factory("proxy-" + request.param)
+    h.write_config(CONF.replace("{dispatch}", dispatch), modules=modules)
+    try:
+        # Every connection must start with a PROXY header: the usual
+        # readiness probe cannot, so wait for an answer to one that does.
+        h.start(wait_ports=[])
+        port = h.port("default")
+
+        def ready():
+            try:
+                with RawConnection(port, timeout=2) as conn:
+                    conn.send(v1_header(port))
+                    return ask(conn, "c.test")["uid"] is not None
+            except (OSError, AssertionError):
+                return False
+        assert wait_until(ready, 20), h.error_log()
+        yield h
+        h.stop()
+    finally:
+        h.kill_all()
+
+
+def ask(conn, host):
+    conn.send(raw_request("GET", "/cgi-bin/addr.cgi", host))
+    r = conn.read_response()
+    assert r.status == 200, r
+    return dict(l.split("=", 1) for l in r.body.strip().splitlines())
+
+
+@pytest.mark.parametrize("header", [v1_header, v2_header])
+def test_client_address_survives_hand_offs(srv, users, header):
+    port = srv.port("default")
+    with RawConnection(port) as conn:
+        conn.send(header(port))
+        for host in HOSTS:
+            got = ask(conn, host)
+            assert int(got["uid"]) == users[OWNER[host]].uid, (host, got)
+            assert got["addr"] == CLIENT, (host, got, srv.error_log()[-2000:])
