@@ -67,13 +67,23 @@ export APACHE_STATE_DIRECTORY="$S/state"
 unset APACHE_ENVVARS APACHE_MODS_AVAILABLE APACHE_MODS_ENABLED
 case "$APACHE_CONFDIR" in /etc/*) echo "refusing to run on $APACHE_CONFDIR"; exit 1;; esac
 
-# Install the perchild files the way 'make install' does.
-sed "s|/usr/lib/apache2/modules/|$S/modules/|" "$top/debian/mpm_perchild.load" \
-    >"$APACHE_CONFDIR/mods-available/mpm_perchild.load"
-cp "$top/debian/mpm_perchild.conf" "$APACHE_CONFDIR/mods-available/"
+# Install with the Makefile's own install target, into the scratch dirs.
 have_so=0
-if [ -f "$so" ]; then
-    cp "$so" "$S/modules/mod_mpm_perchild.so" && have_so=1
+if [ -f "$top/.libs/mod_mpm_perchild.so" ] && [ "$so" = "$top/.libs/mod_mpm_perchild.so" ]; then
+    check "make install into a scratch APACHE_CONFDIR" \
+        make -s -C "$top" install MODDIR="$S/modules" \
+            APACHE_CONFDIR="$APACHE_CONFDIR"
+    [ -f "$S/modules/mod_mpm_perchild.so" ] && have_so=1
+else
+    # A module built elsewhere: install its files the way 'make install'
+    # does.
+    sed "s|/usr/lib/apache2/modules/|$S/modules/|" \
+        "$top/debian/mpm_perchild.load" \
+        >"$APACHE_CONFDIR/mods-available/mpm_perchild.load"
+    cp "$top/debian/mpm_perchild.conf" "$APACHE_CONFDIR/mods-available/"
+    if [ -f "$so" ]; then
+        cp "$so" "$S/modules/mod_mpm_perchild.so" && have_so=1
+    fi
 fi
 
 # Start from Debian's default: mpm_event only, neither cgi nor cgid.
