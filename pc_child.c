@@ -14,7 +14,7 @@
 /* pc_child.c: one child of a pool.
  *
  * Right after fork the child closes every listener its pool does not
- * accept, then becomes its pool's user for good (setgid, initgroups,
+ * accept, then becomes its pool's user for good (setgid, setgroups,
  * setuid, each checked, then verified).  It runs one listener thread and
  * ThreadsPerChild worker threads.  The listener hands work to an idle
  * worker through the socket table, one entry per worker thread:
@@ -163,22 +163,10 @@ static void close_listeners(void)
     }
 }
 
-static const char *user_name_of(const pc_pool_t *pl)
-{
-    struct passwd *pw;
-
-    if (pl->user_name[0] != '#') {
-        return pl->user_name;
-    }
-    pw = getpwuid(pl->uid);
-    return pw ? apr_pstrdup(child.pchild, pw->pw_name) : NULL;
-}
-
 /* Becomes the pool's user, or fails.  Each step is checked and the end
  * result verified: a child must never serve as root by accident. */
 static apr_status_t drop_privileges(const pc_pool_t *pl)
 {
-    const char *name = user_name_of(pl);
     uid_t ru, eu, su;
     gid_t rg, eg, sg;
 
@@ -194,8 +182,8 @@ static apr_status_t drop_privileges(const pc_pool_t *pl)
     if (setgid(pl->gid) == -1) {
         return errno;
     }
-    if (name != NULL ? initgroups(name, pl->gid) == -1
-                     : setgroups(1, &pl->gid) == -1) {
+    /* The groups initgroups() would set, resolved by the parent. */
+    if (setgroups(pl->ngroups, pl->groups) == -1) {
         return errno;
     }
     if (setuid(pl->uid) == -1) {

@@ -57,6 +57,8 @@ typedef struct pc_pool_t {
     int slots;               /* slots actually given (<= num_children) */
     const char *origin;      /* where it was declared, for messages */
     const char *label;       /* "user:group", for logs and mod_status */
+    gid_t *groups;           /* supplementary groups, resolved by the */
+    int ngroups;             /*   parent (getgrouplist) at config time */
 } pc_pool_t;
 
 /* Ownership of one listener, computed in the parent at open_logs. */
