@@ -37,6 +37,11 @@
  * the caller) plus the read-ahead httpd keeps. */
 #define PC_CHAN_MAX_PAYLOAD (256 * 1024)
 
+/* Send buffer to ask for: the kernel doubles the value, so one record of
+ * the largest size still fits.  More only makes the channel slower
+ * (measured with bench/chanbench.c). */
+#define PC_CHAN_SNDBUF (PC_CHAN_MAX_PAYLOAD / 2 + 16 * 1024)
+
 typedef struct pc_chan_hdr_t {
     uint32_t magic;
     uint16_t version;

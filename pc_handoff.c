@@ -61,10 +61,6 @@ APLOG_USE_MODULE(mpm_perchild);
 #define PC_SEND_TIMEOUT_MS 1000
 /* A connection passed this often is looping between pools. */
 #define PC_MAX_HOPS 8
-/* Room asked for in each channel: one record of the largest size fits
- * (the kernel doubles the value for its own overhead).  More only makes
- * the channel slower; the queue is bounded by pool_can_take anyway. */
-#define PC_CHAN_SNDBUF (PC_CHAN_MAX_PAYLOAD + 64 * 1024)
 
 static const char *const RECORD_FILTER = "PERCHILD_RECORD";
 static ap_filter_rec_t *record_filter_handle;

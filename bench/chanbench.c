@@ -71,8 +71,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* As pc_handoff.c: PC_CHAN_SNDBUF and the listener's receive buffer. */
-#define CHAN_SNDBUF (4 * PC_CHAN_MAX_PAYLOAD)
+/* As pc_handoff.c: the channel's send buffer. */
+#define CHAN_SNDBUF PC_CHAN_SNDBUF
 #define RECV_BUF PC_CHAN_MAX_PAYLOAD
 
 enum { BARE = 0, CHANNEL = 1, BARE_BIG = 2, CHANNEL_SMALL = 3, NVAR = 4 };
