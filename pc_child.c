@@ -60,6 +60,7 @@ typedef struct pc_tslot_t {
     int busy_fd;             /* fd being served, for an ungraceful stop */
     int owned;               /* accepted on a listener of this pool only:
                               * no request on it can be another pool's */
+    struct sockaddr_storage peer;   /* the client, from accept4() */
     pthread_cond_t cv;
 } pc_tslot_t;
 
@@ -282,7 +283,10 @@ static int accept_error_is_transient(int err)
  * got the connection. */
 static int try_accept(int lfd, int w, int owned)
 {
-    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    /* The worker is idle and ours: its entry takes the peer's address. */
+    socklen_t len = sizeof(child.table[w].peer);
+    int fd = accept4(lfd, (struct sockaddr *)&child.table[w].peer, &len,
+                     SOCK_CLOEXEC);
 
     if (fd == -1) {
         int err = errno;
@@ -428,21 +432,13 @@ static void *APR_THREAD_FUNC listener_thread(apr_thread_t *thd, void *arg)
 }
 
 /* Wraps a connected descriptor as httpd's socket, with its real address
- * family and peer address (looked up unless 'peer' has it); the pool's
- * cleanup closes it. */
+ * family and the peer address already known; the pool's cleanup closes
+ * it. */
 static apr_status_t wrap_socket(apr_socket_t **sock, int fd,
                                 struct sockaddr_storage *peer, apr_pool_t *p)
 {
-    struct sockaddr_storage remote;
-    socklen_t len = sizeof(remote);
     apr_os_sock_info_t info;
 
-    if (peer == NULL) {
-        if (getpeername(fd, (struct sockaddr *)&remote, &len) == -1) {
-            return errno;
-        }
-        peer = &remote;
-    }
     memset(&info, 0, sizeof(info));
     info.os_sock = &fd;
     info.local = NULL;           /* looked up only if someone asks */
@@ -462,7 +458,7 @@ static void serve_connection(apr_pool_t *ptrans, int tn, pc_tslot_t *ts,
     conn_rec *c;
     long conn_id = (long)child.slot * pc_conf->thread_limit + tn;
 
-    if (wrap_socket(&sock, fd, passed ? &passed->peer : NULL, ptrans)
+    if (wrap_socket(&sock, fd, passed ? &passed->peer : &ts->peer, ptrans)
         != APR_SUCCESS) {
         close(fd);
         return;

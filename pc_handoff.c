@@ -726,7 +726,13 @@ static int pass_on(request_rec *r, int owner)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
                       "PC0302: passing the connection to pool %s failed",
                       want->label);
-        return refuse(r, want, "the owner pool did not take it in time");
+        return refuse(r, want,
+                      rv == ETIMEDOUT ? "the owner pool did not take it in "
+                                        "time" :
+                      rv == APR_ENOSPC || rv == EMSGSIZE ? "its head and "
+                          "read-ahead are too large to pass on" :
+                      rv == EPIPE ? "the owner pool's channel is closed" :
+                      "passing it on failed");
     }
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
                   "PC0303: passed the connection to pool %s", want->label);

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from pchelpers import DEFAULT_USER, http_get, serve
+from pchelpers import DEFAULT_USER, http_get, serve, wait_until
 
 CGI = "/cgi-bin/id.cgi"
 
@@ -162,8 +162,9 @@ Listen 127.0.0.1:{port_pcbob}
 """ % (bob.uid, bob.gid))
     httpd.start()
     check_identity(http_get(httpd.port("pcbob"), CGI), bob)
-    children = httpd.children()
-    assert sum(c.uid == bob.uid for c in children) == 2, children
+    assert wait_until(lambda: sum(c.uid == bob.uid
+                                  for c in httpd.children()) == 2, 10), \
+        httpd.children()
     httpd.stop()
 
 

@@ -57,6 +57,10 @@ def open_files(pid):
 
 def test_children_hold_only_their_own_vhost_logs(srv, users):
     by_uid = {users[u].uid: u for u in ("pcalice", "pcbob", "pccarol")}
+    # The server answers as soon as its first child runs: wait for all
+    # four pools' children.
+    assert wait_until(lambda: len({c.uid for c in srv.children()}) == 4,
+                      10), srv.children()
     seen = set()
     for c in srv.children():
         owner = by_uid.get(c.uid, "default")
