@@ -290,10 +290,12 @@ def proc_uid(pid):
     return int(st["Uid"].split()[0]) if st else None
 
 
-def error_passes(h):
-    """[(pid, client_port, head, read_ahead, to_pool)] of PC0304 lines."""
+def error_passes(h, since=0):
+    """[(pid, client_port, head, read_ahead, to_pool)] of PC0304 lines,
+    from byte offset 'since' of the error log on (client ports are
+    reused: earlier tests' passes must not count)."""
     out = []
-    for line in h.error_log().splitlines():
+    for line in h.error_log()[since:].splitlines():
         m = PASS_RE.search(line)
         if not m:
             continue
@@ -924,12 +926,13 @@ def test_dispatch_serves_nothing_and_gives_back(dispatch, users,
         assert proc_uid(pid) == dispatch_user.uid
 
     n = 12
+    since = len(dispatch.error_log())
     port, out = keepalive_cycle(dispatch, users, n=n)
     logged = log_entries_for(dispatch, [t for _, t, _ in out])
     assert all(len(logged[t]) == 1 for _, t, _ in out), logged
 
     def passes():
-        return [p for p in error_passes(dispatch) if p[1] == port]
+        return [p for p in error_passes(dispatch, since) if p[1] == port]
 
     want_backs = n
     wait_until(lambda: sum(1 for p in passes()
@@ -965,6 +968,7 @@ def test_dispatch_pool_only_acceptor(dispatch, users, dispatch_user):
     shared port only by the dispatcher (every fresh request is passed)."""
     for pid in pids_of(dispatch, DISPATCH_USER):
         assert proc_uid(pid) == dispatch_user.uid
+    since = len(dispatch.error_log())
     solo_ports = []
     for i in range(6):
         with RawConnection(dispatch.port("solo")) as c:
@@ -978,9 +982,9 @@ def test_dispatch_pool_only_acceptor(dispatch, users, dispatch_user):
             r = c.request(get_req(ID, host, tok()))
             shared_ports.append(c.local_port)
         assert verdict(r, host, users) is None
-    wait_until(lambda: {p[1] for p in error_passes(dispatch)}
+    wait_until(lambda: {p[1] for p in error_passes(dispatch, since)}
                >= set(shared_ports), 5)
-    passes = error_passes(dispatch)
+    passes = error_passes(dispatch, since)
     assert not [p for p in passes if p[1] in solo_ports], \
         "connections to the solo port were passed"
     disp = set(pids_of(dispatch, DISPATCH_USER))
@@ -998,6 +1002,7 @@ def test_dispatch_all_single_owner_port(dispatch_all, users):
     pcbob's vhost uses; its requests are passed to pcbob and served under
     pcbob's uid; the shared port works as before."""
     disp = set(pids_of(dispatch_all, DISPATCH_USER))
+    since = len(dispatch_all.error_log())
     ports = []
     for i in range(8):
         with RawConnection(dispatch_all.port("solo")) as c:
@@ -1007,9 +1012,9 @@ def test_dispatch_all_single_owner_port(dispatch_all, users):
         for x in (r, r2):
             assert x.status == 200 and x.ident["uid"] == \
                 str(users["pcbob"].uid), x
-    wait_until(lambda: {p[1] for p in error_passes(dispatch_all)
+    wait_until(lambda: {p[1] for p in error_passes(dispatch_all, since)
                         if p[0] in disp} >= set(ports), 5)
-    passes = error_passes(dispatch_all)
+    passes = error_passes(dispatch_all, since)
     for p in ports:
         assert [x for x in passes if x[1] == p and x[0] in disp
                 and x[4] == label("pcbob")], \
