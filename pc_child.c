@@ -75,7 +75,6 @@ static struct {
     int idle_count;
     int listener_may_exit;
     int workers_may_exit;
-    volatile int stop_ordered;   /* the parent (not this child) said stop */
     int ctl[2];                  /* self-pipe: reasons to stop */
     int lwake[2];                /* wakes the listener's poll */
     apr_uint32_t conns_left;     /* MaxConnectionsPerChild countdown */
@@ -83,13 +82,6 @@ static struct {
     ap_pod_t *pod;
 } child;
 
-
-/* True once the parent has ordered this child to stop (restart, stop,
- * graceful): this generation's channels are then no longer read. */
-int pc_child_stopping(void)
-{
-    return child.stop_ordered;
-}
 
 static void clean_child_exit(int code) __attribute__((noreturn));
 static void clean_child_exit(int code)
@@ -614,13 +606,11 @@ static int wait_for_stop(void)
             continue;
         }
         if ((pfd[0].revents & POLLIN) && read(child.ctl[0], &c, 1) == 1) {
-            child.stop_ordered = (c == 'u');
             return c == 'g';
         }
         if (podfd >= 0 && (pfd[1].revents & POLLIN)) {
             int rv = ap_mpm_podx_check(child.pod);
             if (rv == AP_MPM_PODX_GRACEFUL || rv == AP_MPM_PODX_RESTART) {
-                child.stop_ordered = 1;
                 return rv == AP_MPM_PODX_GRACEFUL;
             }
         }

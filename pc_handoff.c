@@ -113,52 +113,107 @@ static int handoff_enabled(void)
     return num_chans > 1;
 }
 
-/* Parent, once per generation: a channel for every pool, closed with
- * pconf.  The parent keeps both ends, so records sent while a pool's
- * children restart wait for the next child. */
-static apr_status_t close_channels(void *data)
+/* The parent's channels, one per pool identity.  They outlive a
+ * configuration generation (retained data, not pconf): at a graceful
+ * restart the old generation's children pass connections into the same
+ * channels the new generation's children read, so nothing passed during
+ * a restart is lost or refused.  The parent keeps both ends, so records
+ * sent while a pool's children restart wait for the next child. */
+typedef struct pc_chan_ent_t {
+    uid_t uid;
+    gid_t gid;
+    int recv, send;
+    int in_use;              /* named by the current configuration */
+} pc_chan_ent_t;
+
+typedef struct pc_chan_table_t {
+    apr_array_header_t *ents;    /* pc_chan_ent_t, in ap_pglobal */
+} pc_chan_table_t;
+
+static pc_chan_table_t *chan_table(void)
+{
+    const char *key = "mpm_perchild_channels";
+    pc_chan_table_t *t = ap_retained_data_get(key);
+
+    if (t == NULL) {
+        t = ap_retained_data_create(key, sizeof(*t));
+        t->ents = apr_array_make(ap_pglobal, 8, sizeof(pc_chan_ent_t));
+    }
+    return t;
+}
+
+/* The channel of identity uid:gid, made if new.  NULL on failure. */
+static pc_chan_ent_t *channel_for(pc_chan_table_t *t, const pc_pool_t *pl,
+                                  int *err)
+{
+    pc_chan_ent_t *e;
+    int i, sv[2];
+
+    for (i = 0; i < t->ents->nelts; i++) {
+        e = &APR_ARRAY_IDX(t->ents, i, pc_chan_ent_t);
+        if (e->recv >= 0 && e->uid == pl->uid && e->gid == pl->gid) {
+            return e;
+        }
+    }
+    if ((*err = pc_chan_pair(sv, PC_CHAN_SNDBUF)) != 0) {
+        return NULL;
+    }
+    e = apr_array_push(t->ents);
+    e->uid = pl->uid;
+    e->gid = pl->gid;
+    e->recv = sv[0];
+    e->send = sv[1];
+    return e;
+}
+
+/* Channels of identities no pool uses any more: the old generation's
+ * children still hold their copies until they exit. */
+static void close_unused_channels(pc_chan_table_t *t)
 {
     int i;
 
-    for (i = 0; i < num_chans; i++) {
-        if (chan_recv[i] >= 0) {
-            close(chan_recv[i]);
-        }
-        if (chan_send[i] >= 0) {
-            close(chan_send[i]);
+    for (i = 0; i < t->ents->nelts; i++) {
+        pc_chan_ent_t *e = &APR_ARRAY_IDX(t->ents, i, pc_chan_ent_t);
+        if (e->recv >= 0 && !e->in_use) {
+            close(e->recv);
+            close(e->send);
+            e->recv = e->send = -1;
         }
     }
-    num_chans = 0;
-    return APR_SUCCESS;
 }
 
+/* Parent, once per generation (open_logs): every pool's channel. */
 int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s)
 {
+    pc_chan_table_t *t = chan_table();
     int i, n = pc_conf->pools->nelts;
 
     num_chans = 0;
+    for (i = 0; i < t->ents->nelts; i++) {
+        APR_ARRAY_IDX(t->ents, i, pc_chan_ent_t).in_use = 0;
+    }
     if (n < 2) {
+        close_unused_channels(t);
         return OK;
     }
     chan_recv = apr_palloc(pconf, n * sizeof(int));
     chan_send = apr_palloc(pconf, n * sizeof(int));
     for (i = 0; i < n; i++) {
-        int sv[2], rv = pc_chan_pair(sv, PC_CHAN_SNDBUF);
+        int rv = 0;
+        pc_chan_ent_t *e = channel_for(t, pc_pools_get(i), &rv);
 
-        if (rv != 0) {
+        if (e == NULL) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                          "PC0310: cannot create the hand-off channel of "
                          "pool %s", pc_pools_get(i)->label);
-            num_chans = i;
-            close_channels(NULL);
             return !OK;
         }
-        chan_recv[i] = sv[0];
-        chan_send[i] = sv[1];
-        num_chans = i + 1;
+        e->in_use = 1;
+        chan_recv[i] = e->recv;
+        chan_send[i] = e->send;
     }
-    apr_pool_cleanup_register(pconf, NULL, close_channels,
-                              apr_pool_cleanup_null);
+    num_chans = n;
+    close_unused_channels(t);
     return OK;
 }
 
@@ -712,11 +767,6 @@ static int pass_on(request_rec *r, int owner)
     }
     if (pcc->hops >= PC_MAX_HOPS) {
         return refuse(r, want, "it was passed on too often");
-    }
-    if (pc_child_stopping()) {
-        /* At a graceful restart the owner's children of this generation
-         * stop reading this generation's channel. */
-        return refuse(r, want, "this child is stopping");
     }
     if (!pool_can_take(owner)) {
         return refuse(r, want, "the owner pool is down or overloaded");

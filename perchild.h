@@ -145,7 +145,6 @@ int pc_parent_pool_down(int pool);
 
 /* pc_child.c */
 void pc_child_main(int slot, int pool) __attribute__((noreturn));
-int pc_child_stopping(void);
 
 /* pc_handoff.c */
 void pc_handoff_register_hooks(apr_pool_t *p);
