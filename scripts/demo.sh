@@ -19,7 +19,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 ./scripts/install-deps.sh
-make -s >/dev/null
+make -s >/dev/null 2>&1 || make  # quiet unless the build fails
 so="$top/.libs/mod_mpm_perchild.so"
 
 for u in pcalice pcbob pccarol; do
