@@ -553,7 +553,8 @@ static int pool_can_take(int pool)
     long limit = (long)pl->slots * pc_conf->threads_per_child
                  * PC_QUEUE_BYTES_PER_THREAD;
 
-    if (pl->slots == 0 || pc_parent_pool_down(pool)) {
+    /* -X (ONE_PROCESS) runs pool 0 alone: nobody reads the others. */
+    if (pc_one_process || pl->slots == 0 || pc_parent_pool_down(pool)) {
         return 0;
     }
     /* SIOCOUTQ on the shared sending end: all senders' unread records. */

@@ -583,6 +583,11 @@ static int dispatch_takes_all(const pc_listener_t *pl)
 
 int pc_pools_accepts(int pool, const pc_listener_t *pl)
 {
+    if (pc_one_process) {
+        /* -X: the one process takes every listener and answers 503 for
+         * vhosts of other pools rather than leave clients waiting. */
+        return 1;
+    }
     if (dispatch_takes_all(pl)) {
         return pool == pc_conf->dispatch_pool;
     }
