@@ -684,7 +684,7 @@ static void init_child(int slot, int pool)
     }
 #endif
     close_unowned_listeners();
-    pc_handoff_child_init(child.pchild, pool);
+    pc_handoff_child_init(pool);
     pc_logs_child_init(pool);
     ap_reopen_scoreboard(child.pchild, NULL, 0);
 

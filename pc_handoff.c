@@ -49,7 +49,6 @@
 
 #include <errno.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/sockios.h>
@@ -231,7 +230,7 @@ static int needs_send_end(int pool, int to)
 
 /* A child keeps its own pool's receiving end and the sending ends it may
  * use: it can read no other pool's channel. */
-void pc_handoff_child_init(apr_pool_t *pchild, int pool)
+void pc_handoff_child_init(int pool)
 {
     int i;
 

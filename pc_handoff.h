@@ -48,7 +48,7 @@ apr_size_t pc_handoff_bufsize(void);
 int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s);
 
 /* Child start: keep only this pool's channel ends. */
-void pc_handoff_child_init(apr_pool_t *pchild, int pool);
+void pc_handoff_child_init(int pool);
 
 /* The descriptor the listener polls for passed connections, or -1. */
 int pc_handoff_channel_fd(int pool);
