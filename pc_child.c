@@ -15,13 +15,17 @@
  *
  * Right after fork the child closes every listener its pool does not
  * accept, then becomes its pool's user for good (setgid, setgroups,
- * setuid, each checked, then verified).  It runs one listener thread and
- * ThreadsPerChild worker threads.  The listener hands work to an idle
- * worker through the socket table, one entry per worker thread:
+ * setuid, each checked, then verified).  It runs ThreadsPerChild worker
+ * threads and no listener thread: an idle worker waits, in an epoll set
+ * of its own, for the listeners its pool accepts and for its pool's
+ * hand-off channel, and takes the job itself, so a new or passed
+ * connection costs one thread wake-up.  The socket table has one entry
+ * per worker, written by that worker:
  *
  *   PC_SOCK_IDLE   (-1)  nothing to do;
- *   PC_SOCK_PASSED (-2)  a connection passed by another pool's child is
- *                        pending: descriptor and bytes sit in the entry;
+ *   PC_SOCK_PASSED (-2)  a connection passed by another pool's child:
+ *                        descriptor and bytes sit in the entry until the
+ *                        new connection adopts them;
  *   fd >= 0              a connection this child accepted.
  *
  * The main thread waits for the parent's pipe of death and for this
@@ -49,6 +53,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 
 APLOG_USE_MODULE(mpm_perchild);
 
@@ -57,26 +64,32 @@ typedef struct pc_tslot_t {
     pc_passed_t passed;      /* valid while sock == PC_SOCK_PASSED */
     char *buf;               /* receives passed bytes; malloc'ed on first
                               * use, untouched pages cost nothing */
-    int busy_fd;             /* fd being served, for an ungraceful stop */
+    volatile int busy_fd;    /* fd being served, for an ungraceful stop */
     int owned;               /* accepted on a listener of this pool only:
                               * no request on it can be another pool's */
     struct sockaddr_storage peer;   /* the client, from accept4() */
-    pthread_cond_t cv;
+    int epfd;                /* what this worker waits on when idle */
 } pc_tslot_t;
+
+/* Something an idle worker waits on: a listener or the channel. */
+typedef struct pc_source_t {
+    int fd;
+    int is_channel;
+    int owned;               /* a listener of this pool only */
+} pc_source_t;
 
 static struct {
     int slot;
     int pool;
     apr_pool_t *pchild;
-    pthread_mutex_t mu;
-    pthread_cond_t idle_cv;      /* a worker became idle */
     pc_tslot_t *table;           /* the socket table */
-    int *idle;                   /* stack of idle worker indexes */
-    int idle_count;
-    int listener_may_exit;
-    int workers_may_exit;
+    pc_source_t *sources;
+    int nsources;
+    volatile int may_exit;       /* stop taking jobs */
+    pthread_rwlock_t listeners_lock;  /* closing vs accepting */
+    int stopfd;                  /* eventfd: wakes every idle worker */
+    apr_uint32_t chan_dropped;
     int ctl[2];                  /* self-pipe: reasons to stop */
-    int lwake[2];                /* wakes the listener's poll */
     apr_uint32_t conns_left;     /* MaxConnectionsPerChild countdown */
     int limit_conns;
     ap_pod_t *pod;
@@ -112,15 +125,6 @@ static void ctl_request(char reason)
     }
 }
 
-static void wake_listener(void)
-{
-    char c = 'w';
-
-    if (write(child.lwake[1], &c, 1) == -1) {
-        /* Full: the listener is already being woken. */
-    }
-}
-
 static int make_pipe(int fds[2])
 {
     return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
@@ -142,6 +146,11 @@ static void close_unowned_listeners(void)
             pl->lr->active = 0;
         }
     }
+}
+
+static int conns_exhausted(void)
+{
+    return child.limit_conns && apr_atomic_read32(&child.conns_left) == 0;
 }
 
 /* Closes this child's copies of the listeners it accepted. */
@@ -206,48 +215,14 @@ static void publish_identity(const pc_pool_t *pl)
     ap_unixd_config.group_name = pl->group_name;
 }
 
-/* Hands a job to the idle worker 'w'.  Called with child.mu held. */
-static void give_job(int w, int sock, const pc_passed_t *passed,
-                     int owned)
+/* Wakes every idle worker: they find child.may_exit set and leave. */
+static void wake_all_workers(void)
 {
-    pc_tslot_t *ts = &child.table[w];
+    uint64_t one = 1;
 
-    ts->sock = sock;
-    ts->owned = owned;
-    if (passed != NULL) {
-        ts->passed = *passed;
+    if (write(child.stopfd, &one, sizeof(one)) == -1) {
+        /* The counter cannot overflow from a handful of writes. */
     }
-    pthread_cond_signal(&ts->cv);
-}
-
-/* Waits for an idle worker; returns its index, or -1 when stopping. */
-static int wait_for_idler(void)
-{
-    int w = -1;
-
-    pthread_mutex_lock(&child.mu);
-    while (child.idle_count == 0 && !child.listener_may_exit) {
-        pthread_cond_wait(&child.idle_cv, &child.mu);
-    }
-    if (!child.listener_may_exit) {
-        w = child.idle[--child.idle_count];
-    }
-    pthread_mutex_unlock(&child.mu);
-    return w;
-}
-
-static void return_idler(int w)
-{
-    pthread_mutex_lock(&child.mu);
-    child.idle[child.idle_count++] = w;
-    pthread_mutex_unlock(&child.mu);
-}
-
-static void dispatch(int w, int sock, const pc_passed_t *passed, int owned)
-{
-    pthread_mutex_lock(&child.mu);
-    give_job(w, sock, passed, owned);
-    pthread_mutex_unlock(&child.mu);
 }
 
 /* accept(2) errors that say "try again" rather than "this listener is
@@ -271,40 +246,132 @@ static int accept_error_is_transient(int err)
     return 0;
 }
 
-/* Tries to accept on one readable listener.  Returns 1 if worker 'w'
- * got the connection. */
-static int try_accept(int lfd, int w, int owned)
+/* Accepts one connection on a readable listener into the worker's own
+ * entry.  Returns the descriptor, or -1 when another thread or child
+ * was quicker (or the child is stopping). */
+static int take_accepted(pc_tslot_t *ts, const pc_source_t *src)
 {
-    /* The worker is idle and ours: its entry takes the peer's address. */
-    socklen_t len = sizeof(child.table[w].peer);
-    int fd = accept4(lfd, (struct sockaddr *)&child.table[w].peer, &len,
-                     SOCK_CLOEXEC);
+    socklen_t len = sizeof(ts->peer);
+    int fd = -1, err = 0;
 
-    if (fd == -1) {
-        int err = errno;
-        if (err == EMFILE || err == ENFILE) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, err, ap_server_conf,
-                         "PC0401: accept: out of descriptors; pausing");
-            apr_sleep(apr_time_from_msec(100));
-        }
-        else if (!accept_error_is_transient(err)) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, err, ap_server_conf,
-                         "PC0402: accept failed");
-            apr_sleep(apr_time_from_msec(10));
-        }
-        return 0;
+    /* The lock keeps stop_threads from closing the listener between our
+     * look at may_exit and the accept. */
+    pthread_rwlock_rdlock(&child.listeners_lock);
+    if (!child.may_exit) {
+        fd = accept4(src->fd, (struct sockaddr *)&ts->peer, &len,
+                     SOCK_CLOEXEC);
+        err = errno;
     }
-    dispatch(w, fd, NULL, owned);
-    return 1;
+    pthread_rwlock_unlock(&child.listeners_lock);
+    if (fd >= 0) {
+        ts->owned = src->owned;
+        return fd;
+    }
+    if (err == EMFILE || err == ENFILE) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, err, ap_server_conf,
+                     "PC0401: accept: out of descriptors; pausing");
+        apr_sleep(apr_time_from_msec(100));
+    }
+    else if (err != 0 && !accept_error_is_transient(err)) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, err, ap_server_conf,
+                     "PC0402: accept failed");
+        apr_sleep(apr_time_from_msec(10));
+    }
+    return -1;
 }
 
-/* Builds the listener's poll set: listeners this pool accepts, the
- * pool's hand-off channel, and the wake pipe (last). */
-static int build_pollset(struct pollfd *pfd, int *owned, int max)
+/* Every worker's epoll set loses the channel: it stays at end of file
+ * once shut down and would wake them all, forever. */
+static void drop_channel(int chan)
 {
-    int i, n = 0, chan;
+    int i;
 
-    for (i = 0; i < pc_conf->listeners->nelts && n < max - 2; i++) {
+    ap_log_error(APLOG_MARK, APLOG_ERR, EPIPE, ap_server_conf,
+                 "PC0409: this pool's hand-off channel was shut down; "
+                 "connections passed from other pools get 503 until the "
+                 "next restart");
+    for (i = 0; i < pc_conf->threads_per_child; i++) {
+        epoll_ctl(child.table[i].epfd, EPOLL_CTL_DEL, chan, NULL);
+    }
+}
+
+/* Takes one passed connection off the pool's channel into the worker's
+ * own entry.  Returns 1 if there was one. */
+static int take_passed(pc_tslot_t *ts, const pc_source_t *src)
+{
+    apr_status_t rv;
+
+    if (ts->buf == NULL
+        && (ts->buf = malloc(pc_handoff_bufsize())) == NULL) {
+        apr_sleep(apr_time_from_msec(10));
+        return 0;
+    }
+    rv = pc_handoff_receive(src->fd, ts->buf, &ts->passed);
+    if (rv == APR_SUCCESS) {
+        return 1;
+    }
+    if (rv == EPIPE && apr_atomic_cas32(&child.chan_dropped, 1, 0) == 0) {
+        drop_channel(src->fd);
+    }
+    return 0;
+}
+
+/* Waits for a job and takes it: the worker's entry becomes
+ * PC_SOCK_PASSED (the passed connection in it) or the descriptor it
+ * accepted.  PC_SOCK_IDLE: the worker should exit. */
+static int take_job(pc_tslot_t *ts)
+{
+    struct epoll_event ev;
+
+    ts->sock = PC_SOCK_IDLE;
+    while (!child.may_exit && !conns_exhausted()) {
+        const pc_source_t *src;
+        int n = epoll_wait(ts->epfd, &ev, 1, -1), fd;
+
+        if (n != 1) {
+            if (n == -1 && errno != EINTR) {
+                ap_log_error(APLOG_MARK, APLOG_ERR, errno, ap_server_conf,
+                             "PC0403: epoll_wait failed");
+                apr_sleep(apr_time_from_msec(10));
+            }
+            continue;
+        }
+        if (ev.data.u32 >= (uint32_t)child.nsources) {
+            continue;            /* the stop event: the loop checks */
+        }
+        src = &child.sources[ev.data.u32];
+        if (src->is_channel) {
+            if (take_passed(ts, src)) {
+                ts->sock = PC_SOCK_PASSED;
+                return ts->sock;
+            }
+        }
+        else if ((fd = take_accepted(ts, src)) >= 0) {
+            ts->sock = fd;
+            return fd;
+        }
+    }
+    return PC_SOCK_IDLE;
+}
+
+static void add_source(int fd, int is_channel, int owned)
+{
+    pc_source_t *src = &child.sources[child.nsources++];
+
+    src->fd = fd;
+    src->is_channel = is_channel;
+    src->owned = owned;
+}
+
+/* What this child's workers wait on: the listeners its pool accepts and
+ * the pool's hand-off channel. */
+static void collect_sources(void)
+{
+    int i, chan;
+
+    child.sources = apr_pcalloc(child.pchild, (pc_conf->listeners->nelts + 1)
+                                              * sizeof(pc_source_t));
+    for (i = 0; i < pc_conf->listeners->nelts; i++) {
         pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
                                            pc_listener_t);
         apr_os_sock_t fd;
@@ -313,114 +380,46 @@ static int build_pollset(struct pollfd *pfd, int *owned, int max)
             || apr_os_sock_get(&fd, pl->lr->sd) != APR_SUCCESS || fd < 0) {
             continue;
         }
-        /* Many children poll the same listener: never block in accept. */
+        /* Many threads and children wait on the same listener: never
+         * block in accept. */
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-        pfd[n].fd = fd;
-        pfd[n].events = POLLIN;
-        owned[n] = (pl->owner == child.pool);
-        n++;
+        add_source(fd, 0, pl->owner == child.pool);
     }
     chan = pc_handoff_channel_fd(child.pool);
     if (chan >= 0) {
-        pfd[n].fd = chan;
-        pfd[n].events = POLLIN;
-        owned[n] = 0;
-        n++;
+        add_source(chan, 1, 0);
     }
-    pfd[n].fd = child.lwake[0];
-    pfd[n].events = POLLIN;
-    return n + 1;
 }
 
-static int conns_exhausted(void)
+/* Each worker waits in an epoll set of its own, where listeners and
+ * channel are EPOLLEXCLUSIVE: a new connection or a passed one wakes one
+ * idle worker of one child, not every idle thread of every child, and
+ * no thread stands between the event and the worker that serves it. */
+static apr_status_t make_worker_epoll(pc_tslot_t *ts)
 {
-    return child.limit_conns && apr_atomic_read32(&child.conns_left) == 0;
-}
+    struct epoll_event ev;
+    int i;
 
-/* Serves one readable descriptor of the poll set for worker 'w'.
- * Returns 1 if 'w' was given work. */
-static int serve_ready(struct pollfd *p, int chan, int w, int owned)
-{
-    pc_tslot_t *ts = &child.table[w];
-    pc_passed_t passed;
-    apr_status_t rv;
-
-    if (p->fd == chan) {
-        /* The worker is idle and ours: its buffer is free to fill. */
-        if (ts->buf == NULL
-            && (ts->buf = malloc(pc_handoff_bufsize())) == NULL) {
-            return 0;
-        }
-        rv = pc_handoff_receive(chan, ts->buf, &passed);
-        if (rv == APR_SUCCESS) {
-            dispatch(w, PC_SOCK_PASSED, &passed, 0);
-            return 1;
-        }
-        if (rv == EPIPE) {
-            /* Someone holding a sending end shut the channel down: it
-             * stays at end of file.  Stop polling it rather than spin. */
-            ap_log_error(APLOG_MARK, APLOG_ERR, rv, ap_server_conf,
-                         "PC0409: this pool's hand-off channel was shut "
-                         "down; connections passed from other pools get "
-                         "503 until the next restart");
-            p->fd = -1;
-        }
-        return 0;
+    if ((ts->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
+        return errno;
     }
-    return try_accept(p->fd, w, owned);
-}
-
-static void *APR_THREAD_FUNC listener_thread(apr_thread_t *thd, void *arg)
-{
-    /* Every listener, the channel and the wake pipe. */
-    int max = pc_conf->listeners->nelts + 2;
-    struct pollfd *pfd = apr_pcalloc(child.pchild, max * sizeof(*pfd));
-    int *owned = apr_pcalloc(child.pchild, max * sizeof(int));
-    int n = build_pollset(pfd, owned, max);
-    int chan = pc_handoff_channel_fd(child.pool);
-    int start = 0;
-
-    while (!child.listener_may_exit && !conns_exhausted()) {
-        int w = wait_for_idler(), i, given = 0;
-
-        if (w < 0) {
-            break;
-        }
-        while (!given && !child.listener_may_exit) {
-            if (poll(pfd, n, -1) == -1) {
-                if (errno != EINTR) {
-                    ap_log_error(APLOG_MARK, APLOG_ERR, errno,
-                                 ap_server_conf, "PC0403: poll failed");
-                    apr_sleep(apr_time_from_msec(10));
-                }
-                continue;
-            }
-            /* Rotate the start so that no listener starves another. */
-            for (i = 0; i < n - 1 && !given; i++) {
-                int k = (start + i) % (n - 1);
-                if (pfd[k].revents & (POLLIN | POLLERR | POLLHUP)) {
-                    given = serve_ready(&pfd[k], chan, w, owned[k]);
-                }
-            }
-            start = (start + 1) % (n > 1 ? n - 1 : 1);
-            if (pfd[n - 1].revents) {
-                char buf[16];
-                while (read(child.lwake[0], buf, sizeof(buf)) > 0) {
-                    /* drained */
-                }
-            }
-        }
-        if (!given) {
-            return_idler(w);
+    for (i = 0; i < child.nsources; i++) {
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+        ev.data.u32 = (uint32_t)i;
+        if (epoll_ctl(ts->epfd, EPOLL_CTL_ADD, child.sources[i].fd, &ev)
+            == -1) {
+            return errno;
         }
     }
-    /* Stop accepting now, so the other children (or the next
-     * generation) take the new connections. */
-    close_listeners();
-    if (conns_exhausted()) {
-        ctl_request('g');
+    /* Not exclusive: stopping wakes everyone. */
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.u32 = UINT32_MAX;
+    if (epoll_ctl(ts->epfd, EPOLL_CTL_ADD, child.stopfd, &ev) == -1) {
+        return errno;
     }
-    return NULL;
+    return APR_SUCCESS;
 }
 
 /* Wraps a connected descriptor as httpd's socket, with its real address
@@ -473,34 +472,12 @@ static void serve_connection(apr_pool_t *ptrans, int tn, pc_tslot_t *ts,
     ts->busy_fd = -1;
 }
 
-/* Waits for a job; returns the entry's sock value, or PC_SOCK_IDLE when
- * the worker should exit. */
-static int next_job(int tn, pc_tslot_t *ts, pc_passed_t *passed)
-{
-    int sock;
-
-    pthread_mutex_lock(&child.mu);
-    ts->sock = PC_SOCK_IDLE;
-    child.idle[child.idle_count++] = tn;
-    pthread_cond_signal(&child.idle_cv);
-    while (ts->sock == PC_SOCK_IDLE && !child.workers_may_exit) {
-        pthread_cond_wait(&ts->cv, &child.mu);
-    }
-    sock = ts->sock;
-    if (sock == PC_SOCK_PASSED) {
-        *passed = ts->passed;
-    }
-    pthread_mutex_unlock(&child.mu);
-    return sock;
-}
-
 static void *APR_THREAD_FUNC worker_thread(apr_thread_t *thd, void *arg)
 {
     int tn = (int)(apr_uintptr_t)arg;
     pc_tslot_t *ts = &child.table[tn];
     apr_allocator_t *allocator;
     apr_pool_t *ptrans;
-    pc_passed_t passed;
 
     apr_allocator_create(&allocator);
     apr_allocator_max_free_set(allocator, ap_max_mem_free);
@@ -510,17 +487,18 @@ static void *APR_THREAD_FUNC worker_thread(apr_thread_t *thd, void *arg)
 
     ap_update_child_status_from_indexes(child.slot, tn, SERVER_READY, NULL);
     for (;;) {
-        int sock = next_job(tn, ts, &passed);
+        int sock = take_job(ts);
 
         if (sock == PC_SOCK_IDLE) {
             break;
         }
         if (sock == PC_SOCK_PASSED) {
-            serve_connection(ptrans, tn, ts, passed.fd, &passed);
+            serve_connection(ptrans, tn, ts, ts->passed.fd, &ts->passed);
         }
         else {
             serve_connection(ptrans, tn, ts, sock, NULL);
         }
+        ts->sock = PC_SOCK_IDLE;
         apr_pool_clear(ptrans);
         if (child.limit_conns && apr_atomic_dec32(&child.conns_left) == 0) {
             ctl_request('g');
@@ -529,28 +507,31 @@ static void *APR_THREAD_FUNC worker_thread(apr_thread_t *thd, void *arg)
                                             NULL);
     }
     ap_update_child_status_from_indexes(child.slot, tn,
-                                        child.listener_may_exit ?
+                                        child.may_exit ?
                                         SERVER_GRACEFUL : SERVER_DEAD, NULL);
     apr_pool_destroy(ptrans);
     return NULL;
 }
 
-static void init_table(int n)
+static apr_status_t init_table(int n)
 {
+    apr_status_t rv;
     int i;
 
-    pthread_mutex_init(&child.mu, NULL);
-    pthread_cond_init(&child.idle_cv, NULL);
+    pthread_rwlock_init(&child.listeners_lock, NULL);
     child.table = apr_pcalloc(child.pchild, n * sizeof(*child.table));
-    child.idle = apr_pcalloc(child.pchild, n * sizeof(int));
+    collect_sources();
     for (i = 0; i < n; i++) {
         child.table[i].sock = PC_SOCK_IDLE;
         child.table[i].busy_fd = -1;
-        pthread_cond_init(&child.table[i].cv, NULL);
+        if ((rv = make_worker_epoll(&child.table[i])) != APR_SUCCESS) {
+            return rv;
+        }
     }
+    return APR_SUCCESS;
 }
 
-static apr_thread_t **start_threads(apr_thread_t **listener)
+static apr_thread_t **start_threads(void)
 {
     int n = pc_conf->threads_per_child, i;
     apr_thread_t **threads = apr_pcalloc(child.pchild, n * sizeof(*threads));
@@ -572,13 +553,6 @@ static apr_thread_t **start_threads(apr_thread_t **listener)
                          "PC0404: cannot create worker thread %d", i);
             clean_child_exit(APEXIT_CHILDSICK);
         }
-    }
-    rv = ap_thread_create(listener, attr, listener_thread, NULL,
-                          child.pchild);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ALERT, rv, ap_server_conf,
-                     "PC0405: cannot create the listener thread");
-        clean_child_exit(APEXIT_CHILDSICK);
     }
     return threads;
 }
@@ -617,30 +591,29 @@ static int wait_for_stop(void)
     }
 }
 
-static void stop_threads(int graceful, apr_thread_t *listener,
-                         apr_thread_t **threads)
+/* Stops taking jobs: idle workers leave at once, and the listeners are
+ * closed so that other children (or the next generation) take the new
+ * connections.  Busy workers finish their connection (graceful) or have
+ * it shut down under them. */
+static void stop_threads(int graceful, apr_thread_t **threads)
 {
     int i;
     apr_status_t rv;
 
     pc_retained->mpm->mpm_state = AP_MPMQ_STOPPING;
-    pthread_mutex_lock(&child.mu);
-    child.listener_may_exit = 1;
-    pthread_cond_broadcast(&child.idle_cv);
-    pthread_mutex_unlock(&child.mu);
-    wake_listener();
-    apr_thread_join(&rv, listener);
+    pthread_rwlock_wrlock(&child.listeners_lock);
+    child.may_exit = 1;
+    close_listeners();
+    pthread_rwlock_unlock(&child.listeners_lock);
+    wake_all_workers();
 
-    pthread_mutex_lock(&child.mu);
-    child.workers_may_exit = 1;
-    for (i = 0; i < pc_conf->threads_per_child; i++) {
-        pthread_cond_signal(&child.table[i].cv);
-        if (!graceful && child.table[i].busy_fd >= 0) {
+    for (i = 0; !graceful && i < pc_conf->threads_per_child; i++) {
+        int fd = child.table[i].busy_fd;
+        if (fd >= 0) {
             /* Ends blocked reads and writes; the worker closes. */
-            shutdown(child.table[i].busy_fd, SHUT_RDWR);
+            shutdown(fd, SHUT_RDWR);
         }
     }
-    pthread_mutex_unlock(&child.mu);
     for (i = 0; i < pc_conf->threads_per_child; i++) {
         apr_thread_join(&rv, threads[i]);
     }
@@ -703,7 +676,8 @@ static void init_child(int slot, int pool)
     if (ap_run_drop_privileges(child.pchild, ap_server_conf)) {
         clean_child_exit(APEXIT_CHILDFATAL);
     }
-    if (make_pipe(child.ctl) == -1 || make_pipe(child.lwake) == -1) {
+    child.stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (make_pipe(child.ctl) == -1 || child.stopfd == -1) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, errno, ap_server_conf,
                      "PC0408: cannot create the child's control pipes");
         clean_child_exit(APEXIT_CHILDSICK);
@@ -712,7 +686,8 @@ static void init_child(int slot, int pool)
 
 void pc_child_main(int slot, int pool)
 {
-    apr_thread_t *listener, **threads;
+    apr_thread_t **threads;
+    apr_status_t rv;
     int graceful;
 
     child.pod = pc_pod;
@@ -723,11 +698,15 @@ void pc_child_main(int slot, int pool)
     child.limit_conns = ap_max_requests_per_child > 0;
     apr_atomic_set32(&child.conns_left, (apr_uint32_t)
                      (child.limit_conns ? ap_max_requests_per_child : 0));
-    init_table(pc_conf->threads_per_child);
-    threads = start_threads(&listener);
+    if ((rv = init_table(pc_conf->threads_per_child)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, ap_server_conf,
+                     "PC0405: cannot set up the workers' epoll sets");
+        clean_child_exit(APEXIT_CHILDSICK);
+    }
+    threads = start_threads();
     pc_retained->mpm->mpm_state = AP_MPMQ_RUNNING;
 
     graceful = wait_for_stop();
-    stop_threads(graceful, listener, threads);
+    stop_threads(graceful, threads);
     clean_child_exit(0);
 }
