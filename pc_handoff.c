@@ -24,9 +24,9 @@
  * log_transaction hook keeps it out of the access log, and closing our
  * descriptor leaves the client's connection to the receiver.
  *
- * Receiving.  The listener thread takes one record off its pool's
- * channel and gives it to an idle worker (socket table entry -2).  The
- * worker builds a connection on the passed descriptor, and our
+ * Receiving.  One idle worker, woken by the record, takes it off its
+ * pool's channel into its socket table entry (-2), then builds a
+ * connection on the passed descriptor, and our
  * insert_network_bucket hook puts the forwarded bytes in front of the
  * socket, so httpd parses the request as if it had read it itself.
  *

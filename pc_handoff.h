@@ -50,7 +50,7 @@ int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s);
 /* Child start: keep only this pool's channel ends. */
 void pc_handoff_child_init(int pool);
 
-/* The descriptor the listener polls for passed connections, or -1. */
+/* The descriptor idle workers wait on for passed connections, or -1. */
 int pc_handoff_channel_fd(int pool);
 
 /* Receives one passed connection (non-blocking) into 'buf' (of

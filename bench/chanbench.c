@@ -28,7 +28,7 @@
  *   channel  pc_chan_pair / pc_chan_send / pc_chan_recv exactly as
  *            perchild uses them (same send buffer, same receive buffer
  *            size; the receiver polls when pc_chan_recv says EAGAIN,
- *            as perchild's listener thread does).
+ *            as a perchild worker waits in epoll_wait).
  *
  * and two that tell the code from the configuration apart:
  *
