@@ -1,8 +1,11 @@
 """The processes themselves: who runs them, how many, and their turnover."""
 
+import select
+import socket
 from collections import Counter
 
-from pchelpers import DEFAULT_USER, Proc, http_get, proc_status, wait_until
+from pchelpers import (DEFAULT_USER, KeepAliveClient, Proc, http_get,
+                       proc_status, wait_until)
 
 CGI = "/cgi-bin/id.cgi"
 THREADS = 3
@@ -103,4 +106,79 @@ Listen 127.0.0.1:{port_pcalice}
     assert first[0] not in {c.pid for c in httpd.children()}, \
         "the first child is still running after %d connections" % \
         served_by[first[0]]
+    httpd.stop()
+
+
+def _raw_get(port, host):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+               % (CGI, host)).encode())
+    return s
+
+
+def test_busy_child_accepts_nothing(httpd, users):
+    """A child accepts only when one of its workers is idle: connections
+    go to a child with room, or wait in the listen queue until a worker
+    frees up; none is taken by a child that cannot serve it."""
+    httpd.write_config("""
+NumServers 1
+ThreadsPerChild 1
+KeepAliveTimeout 60
+ChildPerUserID pcalice pcalice 2
+Listen 127.0.0.1:{port_pcalice}
+<VirtualHost 127.0.0.1:{port_pcalice}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+""")
+    httpd.start()
+    port = httpd.port("pcalice")
+    alice = users["pcalice"]
+    # k1's keep-alive connection keeps the one worker of child X busy.
+    k1 = KeepAliveClient(port)
+    r1 = k1.get(CGI, "a.test")
+    assert r1.status == 200 and int(r1.ident["uid"]) == alice.uid, r1
+    x = int(r1.ident["ppid"])
+    others = [http_get(port, CGI, host="a.test") for _ in range(6)]
+    assert all(r.status == 200 for r in others), others
+    served = {int(r.ident["ppid"]) for r in others}
+    assert x not in served and len(served) == 1, \
+        "busy child %d took a connection: %s" % (x, served)
+    # Now both children are busy: a new connection waits, unanswered.
+    k2 = KeepAliveClient(port)
+    r2 = k2.get(CGI, "a.test")
+    assert r2.status == 200 and int(r2.ident["ppid"]) in served, r2
+    s3 = _raw_get(port, "a.test")
+    try:
+        readable, _, _ = select.select([s3], [], [], 1.5)
+        assert not readable, "answered although every worker was busy"
+        k1.close()       # child X's worker is free again
+        s3.settimeout(10)
+        data = b""
+        while True:
+            chunk = s3.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s3.close()
+        k2.close()
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    body = data.split(b"\r\n\r\n", 1)[1].decode()
+    ident = dict(l.split("=", 1) for l in body.splitlines() if "=" in l)
+    assert int(ident["ppid"]) == x and int(ident["uid"]) == alice.uid, ident
+    httpd.stop()
+
+
+def test_no_listener_thread(httpd, users):
+    """Idle workers take connections themselves: a child runs its main
+    thread and ThreadsPerChild workers, nothing else."""
+    httpd.write_config(POOLS)
+    httpd.start()
+    kids = httpd.children()
+    assert kids
+    for c in kids:
+        assert c.threads == THREADS + 1, \
+            "child %d has %d threads, want %d" % (c.pid, c.threads,
+                                                   THREADS + 1)
     httpd.stop()
