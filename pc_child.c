@@ -467,6 +467,9 @@ static void serve_connection(apr_pool_t *ptrans, int tn, pc_tslot_t *ts,
             pc_handoff_own_listener(c);
         }
         ap_process_connection(c, sock);
+        /* A connection for another pool leaves here, as late as can be:
+         * the owner's worker wakes as this one goes idle. */
+        pc_handoff_finish(c);
         ap_lingering_close(c);
     }
     ts->busy_fd = -1;

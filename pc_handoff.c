@@ -100,6 +100,15 @@ typedef struct pc_conn_t {
     char *passed;            /* forwarded bytes to read before the socket */
     apr_size_t passed_len;
     ap_filter_t *filter;     /* our recording filter */
+    /* A record ready to go, sent once httpd is done with the connection
+     * (pc_handoff_finish): the owner's worker then wakes as this one is
+     * about to sleep, instead of both running through httpd's wind-down
+     * of a request that is no longer ours. */
+    int out_pool;            /* -1: nothing pending */
+    int out_between;         /* given back between two requests */
+    int out_head_only;       /* HEAD: a refusal has no body */
+    struct iovec out[4];
+    const char *out_vhost;   /* for the log, if the send fails */
 } pc_conn_t;
 
 static pc_conn_t *conn_state(conn_rec *c)
@@ -330,6 +339,7 @@ static pc_conn_t *make_conn_state(conn_rec *c)
 {
     pc_conn_t *pcc = apr_pcalloc(c->pool, sizeof(*pcc));
 
+    pcc->out_pool = -1;
     ap_set_module_config(c->conn_config, &mpm_perchild_module, pcc);
     return pcc;
 }
@@ -459,8 +469,8 @@ static int pre_connection(conn_rec *c, void *csd)
     return DECLINED;
 }
 
-static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
-                                int between, apr_pool_t *p);
+static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
+                                   int between);
 static void forget(conn_rec *c);
 
 /* With a dispatch pool, a tenant's child serves one request per hand-off
@@ -478,7 +488,7 @@ static void give_back(request_rec *r, conn_rec *c, pc_conn_t *pcc)
     apr_status_t rv;
 
     pcc->len = 0;
-    rv = send_record(c, pcc, pc_conf->dispatch_pool, 1, r->pool);
+    rv = prepare_record(c, pcc, pc_conf->dispatch_pool, 1);
     if (rv != APR_SUCCESS) {
         ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
                       "PC0305: cannot give the connection back to the "
@@ -515,24 +525,30 @@ static void pre_read_request(request_rec *r, conn_rec *c)
     pcc->recording = 1;
 }
 
+static const char refusal_body[] =
+    "503 Service Unavailable: this site's server is not available.\n";
+
+static void log_refusal(conn_rec *c, apr_status_t rv, const char *vhost,
+                        const pc_pool_t *want, const char *why)
+{
+    ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c,
+                  "PC0301: request for vhost %s (pool %s) reached a child "
+                  "of pool %s and %s; refusing with 503",
+                  vhost ? vhost : "?", pc_pools_label(want),
+                  pc_pools_label(pc_pools_get(pc_my_pool)), why);
+}
+
 /* Answers 503 ourselves rather than through ap_die: a vhost's
  * ErrorDocument would run an internal redirect here, in the wrong
  * user's process. */
 static int refuse(request_rec *r, const pc_pool_t *want, const char *why)
 {
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                  "PC0301: request for vhost %s (pool %s) reached a child "
-                  "of pool %s and %s; refusing with 503",
-                  r->server->server_hostname ? r->server->server_hostname
-                                             : "?",
-                  pc_pools_label(want),
-                  pc_pools_label(pc_pools_get(pc_my_pool)), why);
+    log_refusal(r->connection, 0, r->server->server_hostname, want, why);
     r->connection->keepalive = AP_CONN_CLOSE;
     r->status = HTTP_SERVICE_UNAVAILABLE;
     apr_table_setn(r->err_headers_out, "Retry-After", "5");
     ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
-    ap_rputs("503 Service Unavailable: this site's server is not "
-             "available.\n", r);
+    ap_rputs(refusal_body, r);
     return DONE;
 }
 
@@ -682,15 +698,15 @@ static void note_proxy_header(conn_rec *c, pc_conn_t *pcc)
     }
 }
 
-/* Sends the connection, with the recorded head and the core's
- * read-ahead, to 'pool'. */
-static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
-                                int between, apr_pool_t *p)
+/* Makes the record that passes the connection, with the recorded head
+ * and the core's read-ahead, to 'pool'; pc_handoff_finish sends it.
+ * Everything that can fail before the send fails here, while the
+ * client can still get an answer through httpd. */
+static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
+                                   int between)
 {
-    struct iovec iov[4];
-    pc_preamble_t pre;
+    pc_preamble_t *pre;
     apr_size_t proxy_n;
-    apr_os_sock_t fd;
     apr_size_t extra;
     char *more;
     apr_status_t rv;
@@ -698,11 +714,12 @@ static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
     if (pool < 0 || pool >= num_chans || chan_send[pool] < 0) {
         return APR_EINVAL;
     }
-    if ((rv = flush_earlier_responses(c, p)) != APR_SUCCESS) {
+    if ((rv = flush_earlier_responses(c, c->pool)) != APR_SUCCESS) {
         return rv;
     }
-    rv = read_ahead(c, PC_CHAN_MAX_PAYLOAD - sizeof(pre) - pcc->len, &more,
-                    &extra, p);
+    /* In the connection's pool: the request's is gone by the send. */
+    rv = read_ahead(c, PC_CHAN_MAX_PAYLOAD - sizeof(*pre) - pcc->len, &more,
+                    &extra, c->pool);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -710,27 +727,92 @@ static apr_status_t send_record(conn_rec *c, pc_conn_t *pcc, int pool,
      * starts with it already (the first request). */
     proxy_n = (pcc->proxy_len && proxy_len(pcc->head, pcc->len) == 0)
               ? pcc->proxy_len : 0;
-    pre.keepalives = (uint32_t)c->keepalives;
-    pre.flags = between ? PC_PRE_BETWEEN : 0;
-    iov[0].iov_base = &pre;
-    iov[0].iov_len = sizeof(pre);
-    iov[1].iov_base = pcc->proxy;
-    iov[1].iov_len = proxy_n;
-    iov[2].iov_base = pcc->head;
-    iov[2].iov_len = pcc->len;
-    iov[3].iov_base = more;
-    iov[3].iov_len = extra;
-    if (iov[1].iov_len + pcc->len + extra + sizeof(pre)
-        > PC_CHAN_MAX_PAYLOAD) {
+    if (proxy_n + pcc->len + extra + sizeof(*pre) > PC_CHAN_MAX_PAYLOAD) {
         return APR_ENOSPC;
     }
-    apr_os_sock_get(&fd, ap_get_conn_socket(c));
+    pre = apr_palloc(c->pool, sizeof(*pre));
+    pre->keepalives = (uint32_t)c->keepalives;
+    pre->flags = between ? PC_PRE_BETWEEN : 0;
+    pcc->out[0].iov_base = pre;
+    pcc->out[0].iov_len = sizeof(*pre);
+    pcc->out[1].iov_base = pcc->proxy;
+    pcc->out[1].iov_len = proxy_n;
+    pcc->out[2].iov_base = pcc->head;
+    pcc->out[2].iov_len = pcc->len;
+    pcc->out[3].iov_base = more;
+    pcc->out[3].iov_len = extra;
+    pcc->out_pool = pool;
+    pcc->out_between = between;
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                   "PC0304: passing %" APR_SIZE_T_FMT " head and %"
                   APR_SIZE_T_FMT " read-ahead bytes to pool %s", pcc->len,
                   extra, pc_pools_get(pool)->label);
-    return pc_chan_send(chan_send[pool], fd, pcc->hops + 1, iov, 4,
-                        PC_SEND_TIMEOUT_MS);
+    return APR_SUCCESS;
+}
+
+/* The answer refuse() gives, for a request httpd has already finished
+ * with (the send failed after it let go of the connection). */
+static void refuse_raw(apr_socket_t *sock, int head_only)
+{
+    char buf[512];
+    apr_size_t len;
+    int n;
+
+    n = apr_snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 503 Service Unavailable\r\n"
+                     "Retry-After: 5\r\n"
+                     "Content-Type: text/plain; charset=ISO-8859-1\r\n"
+                     "Content-Length: %" APR_SIZE_T_FMT "\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     sizeof(refusal_body) - 1,
+                     head_only ? "" : refusal_body);
+    len = (apr_size_t)n;
+    apr_socket_timeout_set(sock, apr_time_from_sec(5));
+    apr_socket_send(sock, buf, &len);
+}
+
+static const char *send_failure(apr_status_t rv)
+{
+    return rv == ETIMEDOUT ? "the owner pool did not take it in time" :
+           rv == EPIPE ? "the owner pool's channel is closed" :
+           "passing it on failed";
+}
+
+/* Sends the record pass_on or give_back prepared, once httpd has let go
+ * of the connection and just before the worker goes idle. */
+void pc_handoff_finish(conn_rec *c)
+{
+    pc_conn_t *pcc = conn_state(c);
+    apr_socket_t *sock = ap_get_conn_socket(c);
+    pc_pool_t *want;
+    apr_os_sock_t fd;
+    apr_status_t rv;
+
+    if (pcc == NULL || pcc->out_pool < 0 || sock == NULL) {
+        return;
+    }
+    want = pc_pools_get(pcc->out_pool);
+    apr_os_sock_get(&fd, sock);
+    rv = pc_chan_send(chan_send[pcc->out_pool], fd, pcc->hops + 1, pcc->out,
+                      4, PC_SEND_TIMEOUT_MS);
+    pcc->out_pool = -1;
+    if (rv == APR_SUCCESS) {
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
+                      "PC0303: passed the connection to pool %s",
+                      want->label);
+        return;
+    }
+    if (pcc->out_between) {
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
+                      "PC0305: cannot give the connection back to the "
+                      "dispatch pool; closing it");
+        return;
+    }
+    log_refusal(c, rv, pcc->out_vhost, want, send_failure(rv));
+    refuse_raw(sock, pcc->out_head_only);
+    /* The connection is ours again: a lingering close lets the client
+     * read the answer before the socket goes. */
+    c->aborted = 0;
 }
 
 /* The connection now belongs to another child: write nothing and shut
@@ -771,21 +853,15 @@ static int pass_on(request_rec *r, int owner)
     if (!pool_can_take(owner)) {
         return refuse(r, want, "the owner pool is down or overloaded");
     }
-    rv = send_record(r->connection, pcc, owner, 0, r->pool);
+    rv = prepare_record(r->connection, pcc, owner, 0);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
-                      "PC0302: passing the connection to pool %s failed",
-                      want->label);
         return refuse(r, want,
-                      rv == ETIMEDOUT ? "the owner pool did not take it in "
-                                        "time" :
-                      rv == APR_ENOSPC || rv == EMSGSIZE ? "its head and "
-                          "read-ahead are too large to pass on" :
-                      rv == EPIPE ? "the owner pool's channel is closed" :
+                      rv == APR_ENOSPC ? "its head and read-ahead are too "
+                                         "large to pass on" :
                       "passing it on failed");
     }
-    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
-                  "PC0303: passed the connection to pool %s", want->label);
+    pcc->out_head_only = r->header_only;
+    pcc->out_vhost = r->server->server_hostname;
     return forget_request(r);
 }
 

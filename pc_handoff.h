@@ -62,6 +62,11 @@ apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out);
  * be another pool's, so nothing needs recording. */
 void pc_handoff_own_listener(conn_rec *c);
 
+/* Sends the connection on if a request on it was for another pool (or it
+ * goes back to the dispatch pool), once httpd is done with it; on failure
+ * answers 503 itself (or closes, between two requests). */
+void pc_handoff_finish(conn_rec *c);
+
 /* Makes conn_rec 'c' read the passed bytes before its socket. */
 void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed);
 
