@@ -33,9 +33,21 @@
  * and two that tell the code from the configuration apart:
  *
  *   bare_sndbuf     bare, with the channel's send buffer (SO_SNDBUF
- *                   4 x PC_CHAN_MAX_PAYLOAD, as pc_handoff.c asks);
+ *                   as pc_handoff.c asks);
  *   channel_defbuf  channel, with the kernel's default send buffer
  *                   (pc_chan_pair(sv, 0)).
+ *
+ * and one that is not a stream but a relay, the kernel's part of a
+ * hand-off as perchild makes it, wake-up included:
+ *
+ *   pingpong        one record (the same payload and one descriptor)
+ *                   goes back and forth between the two processes over
+ *                   two channels; each side waits in epoll_wait, takes
+ *                   the record with pc_chan_recv, sends the descriptor
+ *                   it got on with pc_chan_send and closes its copy.
+ *                   Every record wakes a sleeping process: its rate is
+ *                   hand-offs per second one after another, its CPU the
+ *                   least a hand-off costs before httpd does anything.
  *
  * Per run it prints one line:
  *
@@ -64,6 +76,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -75,9 +88,10 @@
 #define CHAN_SNDBUF PC_CHAN_SNDBUF
 #define RECV_BUF PC_CHAN_MAX_PAYLOAD
 
-enum { BARE = 0, CHANNEL = 1, BARE_BIG = 2, CHANNEL_SMALL = 3, NVAR = 4 };
+enum { BARE = 0, CHANNEL = 1, BARE_BIG = 2, CHANNEL_SMALL = 3,
+       PINGPONG = 4, NVAR = 5 };
 static const char *const names[] = { "bare", "channel", "bare_sndbuf",
-                                     "channel_defbuf" };
+                                     "channel_defbuf", "pingpong" };
 
 static double now(void)
 {
@@ -361,6 +375,147 @@ static result_t run(int variant, double seconds, size_t bytes, int tcpfd)
     return r;
 }
 
+/* ---- pingpong: one record relayed, a wake-up per hop ----------------- */
+
+/* Waits for the record on 'in', passes its descriptor on over 'out'
+ * with the same payload, closes its copy.  Returns 0 at end of file. */
+static int relay_once(int ep, int in, int out, char *buf, size_t *len)
+{
+    struct epoll_event ev;
+    unsigned hops;
+    struct iovec iov;
+    int fd, rv;
+
+    for (;;) {
+        rv = pc_chan_recv(in, &fd, &hops, buf, RECV_BUF, len);
+        if (rv == 0) {
+            break;
+        }
+        if (rv == EPIPE) {
+            return 0;
+        }
+        if (rv != EAGAIN) {
+            fprintf(stderr, "pingpong recv: %s\n", strerror(rv));
+            exit(2);
+        }
+        if (epoll_wait(ep, &ev, 1, -1) == -1 && errno != EINTR) {
+            die("epoll_wait");
+        }
+    }
+    iov.iov_base = buf;
+    iov.iov_len = *len;
+    (void)hops;     /* a relay, not a loop between pools */
+    rv = out < 0 ? 0 : pc_chan_send(out, fd, 0, &iov, 1, 10000);
+    close(fd);
+    if (rv != 0 && rv != EPIPE) {
+        fprintf(stderr, "pingpong send: %s\n", strerror(rv));
+        exit(2);
+    }
+    return 1;
+}
+
+static int epoll_on(int fd)
+{
+    struct epoll_event ev;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    if (ep == -1 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
+        die("epoll");
+    }
+    return ep;
+}
+
+static result_t run_pingpong(double seconds, size_t bytes, int tcpfd)
+{
+    int ab[2], ba[2], rep[2], status, ep, rv;
+    char *buf = malloc(RECV_BUF);
+    struct rusage ru0, ru1, ruc;
+    struct iovec iov;
+    long hops = 0, got = 0;
+    double t0, t1, deadline;
+    size_t len = bytes;
+    pid_t pid;
+    result_t r;
+
+    if (buf == NULL || pipe(rep) == -1) {
+        die("setup");
+    }
+    memset(buf, 'x', bytes);
+    if ((rv = pc_chan_pair(ab, CHAN_SNDBUF)) != 0
+        || (rv = pc_chan_pair(ba, CHAN_SNDBUF)) != 0) {
+        errno = rv;
+        die("pc_chan_pair");
+    }
+    getrusage(RUSAGE_SELF, &ru0);
+    t0 = now();
+    if ((pid = fork()) == -1) {
+        die("fork");
+    }
+    if (pid == 0) {
+        pin(1);
+        close(ab[1]);
+        close(ba[0]);
+        close(rep[0]);
+        ep = epoll_on(ab[0]);
+        while (relay_once(ep, ab[0], ba[1], buf, &len)) {
+            got++;
+        }
+        if (write(rep[1], &got, sizeof(got)) != sizeof(got)) {
+            die("write");
+        }
+        _exit(0);
+    }
+    close(ab[0]);
+    close(ba[1]);
+    close(rep[1]);
+    ep = epoll_on(ba[0]);
+    iov.iov_base = buf;
+    iov.iov_len = bytes;
+    if ((rv = pc_chan_send(ab[1], tcpfd, 0, &iov, 1, 10000)) != 0) {
+        fprintf(stderr, "pingpong send: %s\n", strerror(rv));
+        exit(2);
+    }
+    deadline = t0 + seconds;
+    /* The last record stops here: the other side has seen as many. */
+    for (;;) {
+        int more = now() < deadline;
+
+        relay_once(ep, ba[0], more ? ab[1] : -1, buf, &len);
+        hops++;
+        if (!more) {
+            break;
+        }
+    }
+    close(ab[1]);
+    if (read(rep[0], &got, sizeof(got)) != sizeof(got)) {
+        die("read");
+    }
+    if (wait4(pid, &status, 0, &ruc) == -1) {
+        die("wait4");
+    }
+    t1 = now();
+    getrusage(RUSAGE_SELF, &ru1);
+    close(rep[0]);
+    close(ab[1]);
+    close(ba[0]);
+    close(ep);
+    free(buf);
+    if (got != hops) {
+        fprintf(stderr, "pingpong: %ld hops, the other side saw %ld\n",
+                hops, got);
+        exit(1);
+    }
+    hops += got;
+    r.records = hops;
+    r.seconds = t1 - t0;
+    r.cpu_us = (tv_us(&ru1.ru_utime) - tv_us(&ru0.ru_utime)
+                + tv_us(&ru1.ru_stime) - tv_us(&ru0.ru_stime)
+                + tv_us(&ruc.ru_utime) + tv_us(&ruc.ru_stime)) / hops;
+    return r;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -402,14 +557,21 @@ int main(int argc, char **argv)
     pin(0);
     /* A short warm-up of each, not reported. */
     for (v = 0; v < NVAR; v++) {
-        run(v, 0.1, bytes, tcpfd);
+        if (v == PINGPONG) {
+            run_pingpong(0.1, bytes, tcpfd);
+        }
+        else {
+            run(v, 0.1, bytes, tcpfd);
+        }
     }
     for (i = 0; i < repeats; i++) {
         for (v = 0; v < NVAR; v++) {
             /* Rotate which goes first, so that no variant always
              * follows the same one. */
             int var = (v + i) % NVAR;
-            result_t r = run(var, seconds, bytes, tcpfd);
+            result_t r = var == PINGPONG
+                         ? run_pingpong(seconds, bytes, tcpfd)
+                         : run(var, seconds, bytes, tcpfd);
 
             rate[var][i] = r.records / r.seconds;
             cpu[var][i] = r.cpu_us;
