@@ -1348,3 +1348,68 @@ def test_owner_pool_without_live_child(httpd, users, module):
     assert r and r.ident["uid"] == str(carol.uid), \
         "pool pccarol did not come back: %r\n%s" % (
             r, httpd.error_log()[-2000:])
+
+
+BIG_QUEUE = VHOSTS.replace("ThreadsPerChild 4\n", """ThreadLimit 64
+ThreadsPerChild 64
+ChildPerUserID pccarol pccarol 2
+""")
+
+
+@pytest.fixture(scope="module")
+def bigqueue(httpd_factory, module):
+    """Pool pccarol with 2 x 64 threads: the sender's queue check lets
+    more bytes wait than the channel's send buffer holds."""
+    yield from serve_vhosts(httpd_factory, module, "bigqueue", BIG_QUEUE)
+
+
+def test_late_send_timeout_answers_503(bigqueue, users):
+    """A record is sent only after httpd has let go of the connection.
+    When that send cannot get into the owner's full channel within its
+    timeout, the sender answers 503 + Retry-After on the socket itself
+    (PC0301 "did not take it in time"), and the connections that did get
+    in are served by pccarol once it runs again: nothing is lost and
+    nothing is served as another uid."""
+    port = bigqueue.port("shared")
+    # ~96 KiB heads: four fill the channel's send buffer, so the later
+    # sends wait and time out although the queue check lets them pass.
+    big = [("X-Pad-%02d" % i, "p" * 8000) for i in range(12)]
+    req = raw_request("GET", "/index.html", "c.test",
+                      headers=big + [("Connection", "close")])
+    socks = []
+    with Stopped(bigqueue, "pccarol") as st:
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(req)
+            socks.append(s)
+        time.sleep(3.5)      # every blocked send has timed out by now
+        pl = select.poll()
+        for s in socks:
+            pl.register(s, select.POLLIN)
+        ready = {fd for fd, _ in pl.poll(0)}
+        early = _drain([s for s in socks if s.fileno() in ready],
+                       time.monotonic() + 10)
+        st.cont()
+    rest = _drain([s for s in socks if s not in early],
+                  time.monotonic() + 30)
+    refused = list(early.values())
+    print("%d refused late, %d queued and served" % (len(early), len(rest)))
+    served = list(rest.values())
+    assert refused, "no send timed out: %d queued\n%s" % (
+        len(served), error_excerpt(bigqueue))
+    assert served, "nothing got into the channel:\n%s" % \
+        error_excerpt(bigqueue)
+    for d in refused:
+        assert isinstance(d, bytes) and d.startswith(
+            b"HTTP/1.1 503 Service Unavailable\r\n"), d[:200]
+        head, body = d.split(b"\r\n\r\n", 1)
+        assert b"\r\nRetry-After: 5\r\n" in head + b"\r\n", head
+        assert body == b"503 Service Unavailable: this site's server " \
+                       b"is not available.\n", body
+    for d in served:
+        assert isinstance(d, bytes) and d.startswith(b"HTTP/1.1 200"), \
+            d[:200] if isinstance(d, bytes) else d
+        assert d.endswith(b"\r\n\r\npccarol\n"), d[-200:]
+    log = bigqueue.error_log()
+    assert "PC0301" in log and "did not take it in time" in log, \
+        error_excerpt(bigqueue)
