@@ -275,11 +275,33 @@ static void pin(int cpu)
     }
 }
 
+/* Waits for the other process's count on 'rep' and for its exit;
+ * returns the CPU both processes used since 'ru0', in microseconds. */
+static double collect(int rep, pid_t pid, long *got,
+                      const struct rusage *ru0)
+{
+    struct rusage ru1, ruc;
+    int status;
+
+    if (read(rep, got, sizeof(*got)) != sizeof(*got)) {
+        die("read");
+    }
+    if (wait4(pid, &status, 0, &ruc) == -1) {
+        die("wait4");
+    }
+    getrusage(RUSAGE_SELF, &ru1);
+    close(rep);
+    return tv_us(&ru1.ru_utime) - tv_us(&ru0->ru_utime)
+           + tv_us(&ru1.ru_stime) - tv_us(&ru0->ru_stime)
+           + tv_us(&ruc.ru_utime) + tv_us(&ruc.ru_stime);
+}
+
 static result_t run(int variant, double seconds, size_t bytes, int tcpfd)
 {
-    int sv[2], rep[2], status;
+    int sv[2], rep[2];
     char *payload = malloc(bytes ? bytes : 1);
-    struct rusage ru0, ru1, ruc;
+    struct rusage ru0;
+    double cpu;
     struct iovec iov;
     long sent = 0, got = 0;
     double t0, t1, deadline;
@@ -352,15 +374,8 @@ static result_t run(int variant, double seconds, size_t bytes, int tcpfd)
         }
     }
     close(sv[1]);
-    if (read(rep[0], &got, sizeof(got)) != sizeof(got)) {
-        die("read");
-    }
-    if (wait4(pid, &status, 0, &ruc) == -1) {
-        die("wait4");
-    }
+    cpu = collect(rep[0], pid, &got, &ru0);
     t1 = now();
-    getrusage(RUSAGE_SELF, &ru1);
-    close(rep[0]);
     free(payload);
     if (got != sent) {
         fprintf(stderr, "%s: sent %ld, received %ld\n", names[variant], sent,
@@ -369,9 +384,7 @@ static result_t run(int variant, double seconds, size_t bytes, int tcpfd)
     }
     r.records = got;
     r.seconds = t1 - t0;
-    r.cpu_us = (tv_us(&ru1.ru_utime) - tv_us(&ru0.ru_utime)
-                + tv_us(&ru1.ru_stime) - tv_us(&ru0.ru_stime)
-                + tv_us(&ruc.ru_utime) + tv_us(&ruc.ru_stime)) / got;
+    r.cpu_us = cpu / got;
     return r;
 }
 
@@ -429,9 +442,10 @@ static int epoll_on(int fd)
 
 static result_t run_pingpong(double seconds, size_t bytes, int tcpfd)
 {
-    int ab[2], ba[2], rep[2], status, ep, rv;
+    int ab[2], ba[2], rep[2], ep, rv;
     char *buf = malloc(RECV_BUF);
-    struct rusage ru0, ru1, ruc;
+    struct rusage ru0;
+    double cpu;
     struct iovec iov;
     long hops = 0, got = 0;
     double t0, t1, deadline;
@@ -489,16 +503,8 @@ static result_t run_pingpong(double seconds, size_t bytes, int tcpfd)
         }
     }
     close(ab[1]);
-    if (read(rep[0], &got, sizeof(got)) != sizeof(got)) {
-        die("read");
-    }
-    if (wait4(pid, &status, 0, &ruc) == -1) {
-        die("wait4");
-    }
+    cpu = collect(rep[0], pid, &got, &ru0);
     t1 = now();
-    getrusage(RUSAGE_SELF, &ru1);
-    close(rep[0]);
-    close(ab[1]);
     close(ba[0]);
     close(ep);
     free(buf);
@@ -510,9 +516,7 @@ static result_t run_pingpong(double seconds, size_t bytes, int tcpfd)
     hops += got;
     r.records = hops;
     r.seconds = t1 - t0;
-    r.cpu_us = (tv_us(&ru1.ru_utime) - tv_us(&ru0.ru_utime)
-                + tv_us(&ru1.ru_stime) - tv_us(&ru0.ru_stime)
-                + tv_us(&ruc.ru_utime) + tv_us(&ruc.ru_stime)) / hops;
+    r.cpu_us = cpu / hops;
     return r;
 }
 

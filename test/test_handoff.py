@@ -1174,6 +1174,16 @@ def _drain(socks, deadline):
     return out
 
 
+def _drain_answered(socks):
+    """Reads to EOF the sockets that have an answer waiting now."""
+    pl = select.poll()
+    for s in socks:
+        pl.register(s, select.POLLIN)
+    ready = {fd for fd, _ in pl.poll(0)}
+    return _drain([s for s in socks if s.fileno() in ready],
+                  time.monotonic() + 10)
+
+
 FLOOD_MAX = 8000
 FLOOD_TIME = 60
 
@@ -1208,12 +1218,7 @@ def test_owner_channel_full_503(down, users):
             "%d s\n%s" % (len(socks), FLOOD_TIME, error_excerpt(down))
         # Everything answered while the pool is stopped is a 503.
         time.sleep(2.5)
-        pl = select.poll()
-        for s in socks:
-            pl.register(s, select.POLLIN)
-        ready = {fd for fd, _ in pl.poll(0)}
-        early = _drain([s for s in socks if s.fileno() in ready],
-                       time.monotonic() + 10)
+        early = _drain_answered(socks)
         st.cont()
     rest = _drain([s for s in socks if s not in early],
                   time.monotonic() + 60)
@@ -1383,12 +1388,7 @@ def test_late_send_timeout_answers_503(bigqueue, users):
             s.sendall(req)
             socks.append(s)
         time.sleep(3.5)      # every blocked send has timed out by now
-        pl = select.poll()
-        for s in socks:
-            pl.register(s, select.POLLIN)
-        ready = {fd for fd, _ in pl.poll(0)}
-        early = _drain([s for s in socks if s.fileno() in ready],
-                       time.monotonic() + 10)
+        early = _drain_answered(socks)
         st.cont()
     rest = _drain([s for s in socks if s not in early],
                   time.monotonic() + 30)
