@@ -289,7 +289,7 @@ static void drop_channel(int chan)
     ap_log_error(APLOG_MARK, APLOG_ERR, EPIPE, ap_server_conf,
                  "PC0409: this pool's hand-off channel was shut down; "
                  "connections passed from other pools get 503 until the "
-                 "next restart");
+                 "next restart (a graceful one will do)");
     for (i = 0; i < pc_conf->threads_per_child; i++) {
         epoll_ctl(child.table[i].epfd, EPOLL_CTL_DEL, chan, NULL);
     }

@@ -49,6 +49,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/sockios.h>
@@ -150,7 +151,22 @@ static pc_chan_table_t *chan_table(void)
     return t;
 }
 
-/* The channel of identity uid:gid, made if new.  NULL on failure. */
+/* Any holder of a channel's sending end (every other pool's children)
+ * can shut it down; it then stays at end of file for good (PC0409 in
+ * the pool's children).  Such a channel is not handed to another
+ * generation. */
+static int channel_shut_down(const pc_chan_ent_t *e)
+{
+    struct pollfd p;
+
+    p.fd = e->recv;
+    p.events = POLLRDHUP;
+    p.revents = 0;
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
+}
+
+/* The channel of identity uid:gid, made if new (or if the old one was
+ * shut down).  NULL on failure. */
 static pc_chan_ent_t *channel_for(pc_chan_table_t *t, const pc_pool_t *pl,
                                   int *err)
 {
@@ -159,9 +175,19 @@ static pc_chan_ent_t *channel_for(pc_chan_table_t *t, const pc_pool_t *pl,
 
     for (i = 0; i < t->ents->nelts; i++) {
         e = &APR_ARRAY_IDX(t->ents, i, pc_chan_ent_t);
-        if (e->recv >= 0 && e->uid == pl->uid && e->gid == pl->gid) {
+        if (e->recv < 0 || e->uid != pl->uid || e->gid != pl->gid) {
+            continue;
+        }
+        if (!channel_shut_down(e)) {
             return e;
         }
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                     "PC0315: the hand-off channel of pool %s was shut "
+                     "down by a process holding its sending end; the new "
+                     "generation gets a new one", pl->label);
+        close(e->recv);
+        close(e->send);
+        e->recv = e->send = -1;
     }
     if ((*err = pc_chan_pair(sv, PC_CHAN_SNDBUF)) != 0) {
         return NULL;

@@ -28,6 +28,7 @@ port of its connection.  The error log runs at mpm_perchild:trace1, where
 every pass is logged (PC0303, PC0304 "... to pool user:group").
 """
 
+import ctypes
 import hashlib
 import os
 import random
@@ -43,7 +44,7 @@ import uuid
 
 import pytest
 
-from pchelpers import (DEFAULT_USER, DISPATCH_USER,
+from pchelpers import (DEFAULT_USER, DISPATCH_USER, KeepAliveClient,
                        MISROUTE_TAG, RawConnection, free_port, http_get,
                        proc_status, raw_request, wait_until)
 
@@ -1413,3 +1414,92 @@ def test_late_send_timeout_answers_503(bigqueue, users):
     log = bigqueue.error_log()
     assert "PC0301" in log and "did not take it in time" in log, \
         error_excerpt(bigqueue)
+
+
+@pytest.fixture(scope="module")
+def sabotage(httpd_factory, module):
+    yield from serve_vhosts(httpd_factory, module, "sabotage", VHOSTS)
+
+
+def _unix_seq_sockets():
+    """{inode: (peer inode, {(pid, fd)})} of every SOCK_SEQPACKET socket,
+    from ss."""
+    out = subprocess.run(["ss", "-x", "-a", "-p"], capture_output=True,
+                         text=True, check=True).stdout
+    socks = {}
+    for line in out.splitlines():
+        f = line.split()
+        if not f or f[0] != "u_seq" or len(f) < 8:
+            continue
+        holders = {(int(p), int(d)) for p, d in
+                   re.findall(r"pid=(\d+),fd=(\d+)", line)}
+        socks[int(f[5])] = (int(f[7]), holders)
+    return socks
+
+
+def _sending_end(h, to_user, holder_user):
+    """(pid, fd) of the sending end of `to_user`'s channel in a child of
+    `holder_user`: the receiving end is the socket only the parent and
+    `to_user`'s children hold."""
+    owners = set(pids_of(h, to_user)) | {h.pid}
+    holders = set(pids_of(h, holder_user))
+    socks = _unix_seq_sockets()
+    for inode, (peer, held) in socks.items():
+        pids = {p for p, _ in held}
+        if pids <= owners and pids & set(pids_of(h, to_user)) \
+                and peer in socks:
+            for pid, fd in socks[peer][1]:
+                if pid in holders:
+                    return pid, fd
+    raise AssertionError("no sending end of %s's channel in %s's children"
+                         % (to_user, holder_user))
+
+
+def _switch(h, users):
+    """a.test then c.test on one keep-alive connection: the second
+    request is passed from pcalice's child to pccarol's."""
+    k = KeepAliveClient(h.port("shared"))
+    try:
+        return k.get(ID, "a.test"), k.get(ID, "c.test")
+    finally:
+        k.close()
+
+
+def test_shut_down_channel_replaced_at_graceful(sabotage, users):
+    """A tenant's child holds the sending end of every other pool's
+    channel and can shut it down (here: pcalice's copy of pccarol's,
+    taken with pidfd_getfd).  Passing to pccarol then answers 503
+    (never another uid), pccarol's children log PC0409, and a graceful
+    restart gives the next generation a new channel (PC0315): hand-offs
+    to pccarol work again."""
+    h = sabotage
+    first, second = _switch(h, users)
+    assert verdict(first, "a.test", users) is None, first
+    assert verdict(second, "c.test", users) is None, second
+
+    pid, fd = _sending_end(h, "pccarol", "pcalice")
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        dup = libc.syscall(438, pidfd, fd, 0)       # pidfd_getfd
+        assert dup >= 0, os.strerror(ctypes.get_errno())
+    finally:
+        os.close(pidfd)
+    s = socket.socket(fileno=dup)
+    s.shutdown(socket.SHUT_WR)
+    s.close()
+
+    first, second = _switch(h, users)
+    assert verdict(first, "a.test", users) is None, first
+    assert verdict(second, "c.test", users, status=503) is None, second
+    assert second.headers.get("Retry-After") == "5", second.headers
+    assert wait_until(lambda: "PC0409" in h.error_log(), 5), \
+        error_excerpt(h)
+
+    h.graceful()
+    wait_ready(h)
+    assert "PC0315" in h.error_log(), error_excerpt(h)
+    for _ in range(3):
+        first, second = _switch(h, users)
+        assert verdict(first, "a.test", users) is None, first
+        assert verdict(second, "c.test", users) is None, second
