@@ -6,10 +6,13 @@ in this part of the project it answers 503 (and logs PC0301); once the
 hand-off exists (PERCHILD_EXPECT_HANDOFF=1) the owner serves every request.
 Under no circumstances may a request run under another vhost's uid."""
 
+import subprocess
+
 import pytest
 
-from pchelpers import (DEFAULT_USER, EXPECT_HANDOFF, MISROUTE_TAG,
-                       KeepAliveClient, http_get, serve)
+from pchelpers import (APACHE2, DEFAULT_USER, EXPECT_HANDOFF, MISROUTE_TAG,
+                       KeepAliveClient, all_pids, http_get, proc_status,
+                       serve, wait_until)
 
 CGI = "/cgi-bin/id.cgi"
 ROUNDS = 40
@@ -121,3 +124,33 @@ def test_keepalive_right_uid_or_503(keepalive_results):
     allowed = {"ok"} if EXPECT_HANDOFF else {"ok", "refused"}
     bad = [(h, r, v) for h, r, v in keepalive_results if v not in allowed]
     assert not bad, bad[:3]
+
+
+def test_one_process_mode(httpd, users):
+    """apache2 -X (ONE_PROCESS): one foreground process, the User/Group
+    pool, accepts the shared port; it serves that pool's vhost and
+    answers 503 for the others, never serving them under its own uid."""
+    httpd.write_config(SHARED)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+    proc = subprocess.Popen([APACHE2, "-f", str(httpd.conf), "-X"], env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        port = httpd.port("shared")
+        r = wait_until(lambda: (lambda x: x if x.status else None)(
+            http_get(port, CGI, host="default.test", timeout=2)), 20)
+        assert r and r.status == 200, "no answer from -X:\n%s" % \
+            httpd.error_log()[-2000:]
+        assert int(r.ident["uid"]) == users[DEFAULT_USER].uid, r
+        for host in ("a.test", "b.test"):
+            r = http_get(port, CGI, host=host)
+            assert classify(r, host, users) == "refused", (host, r)
+            assert r.headers.get("Retry-After") == "5", r.headers
+        assert MISROUTE_TAG in httpd.error_log()
+        # One process: no children.
+        kids = [p for p in all_pids()
+                if (proc_status(p) or {}).get("PPid") == str(proc.pid)]
+        assert not kids, kids
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
