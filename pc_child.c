@@ -323,7 +323,6 @@ static int take_job(pc_tslot_t *ts)
 {
     struct epoll_event ev;
 
-    ts->sock = PC_SOCK_IDLE;
     while (!child.may_exit && !conns_exhausted()) {
         const pc_source_t *src;
         int n = epoll_wait(ts->epfd, &ev, 1, -1), fd;

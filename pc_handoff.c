@@ -673,9 +673,9 @@ static apr_status_t read_ahead(conn_rec *c, apr_size_t room, char **out,
 /* Writes out what earlier requests on this connection left buffered
  * (httpd holds back responses to pipelined requests): the receiver's
  * bytes must follow ours on the wire. */
-static apr_status_t flush_earlier_responses(conn_rec *c, apr_pool_t *p)
+static apr_status_t flush_earlier_responses(conn_rec *c)
 {
-    apr_bucket_brigade *bb = apr_brigade_create(p, c->bucket_alloc);
+    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
 
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
     return ap_pass_brigade(c->output_filters, bb);
@@ -740,7 +740,7 @@ static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
     if (pool < 0 || pool >= num_chans || chan_send[pool] < 0) {
         return APR_EINVAL;
     }
-    if ((rv = flush_earlier_responses(c, c->pool)) != APR_SUCCESS) {
+    if ((rv = flush_earlier_responses(c)) != APR_SUCCESS) {
         return rv;
     }
     /* In the connection's pool: the request's is gone by the send. */
