@@ -18,6 +18,7 @@
 
 #include "perchild.h"
 #include "pc_handoff.h"
+#include "pc_affinity.h"
 #include "mpm.h"
 #include "mpm_default.h"
 #include "http_log.h"
@@ -243,6 +244,7 @@ static int perchild_open_logs(apr_pool_t *p, apr_pool_t *plog,
     if (pc_pools_map_listeners(p, s) != OK) {
         return !OK;
     }
+    pc_affinity_init();
     return pc_handoff_open_channels(p, s);
 }
 
@@ -344,6 +346,17 @@ static const char *set_dispatch_all(cmd_parms *cmd, void *d, int on)
     return NULL;
 }
 
+static const char *set_cpu_affinity(cmd_parms *cmd, void *d, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err != NULL) {
+        return err;
+    }
+    pc_conf->cpu_affinity = on;
+    return NULL;
+}
+
 static const char *set_assign_user(cmd_parms *cmd, void *d, const char *user,
                                    const char *group)
 {
@@ -423,6 +436,9 @@ static const command_rec perchild_cmds[] = {
     AP_INIT_FLAG("PerchildDispatchAll", set_dispatch_all, NULL, RSRC_CONF,
         "On: the dispatch pool accepts every listener, also those of a "
         "single pool"),
+    AP_INIT_FLAG("PerchildCPUAffinity", set_cpu_affinity, NULL, RSRC_CONF,
+        "On: pin each child of a pool with 2+ children to some of the CPUs "
+        "and pass connections to the child on the sender's CPU"),
     AP_INIT_TAKE2("AssignUserID", set_assign_user, NULL, RSRC_CONF,
         "user group: the pool that serves this virtual host"),
     AP_INIT_TAKE1("NumServers", set_num_servers, NULL, RSRC_CONF,

@@ -34,6 +34,7 @@
 
 #include "perchild.h"
 #include "pc_handoff.h"
+#include "pc_affinity.h"
 #include "mpm_default.h"
 #include "http_log.h"
 #include "http_main.h"
@@ -130,6 +131,14 @@ static int make_pipe(int fds[2])
     return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
 }
 
+/* Does this child accept 'pl': its pool does, and it is in one of the
+ * child's buckets. */
+static int child_accepts(const pc_listener_t *pl)
+{
+    return pc_pools_accepts(child.pool, pl)
+           && pc_pools_takes_bucket(child.pool, child.slot, pl->bucket);
+}
+
 /* Closes every listener this child's pool does not accept, so that no
  * descriptor of another pool's traffic stays in a tenant's process. */
 static void close_unowned_listeners(void)
@@ -141,7 +150,7 @@ static void close_unowned_listeners(void)
                                            pc_listener_t);
         /* sd stays set: httpd's exec cleanup closes every listener
          * again, and a closed apr socket tolerates that. */
-        if (!pc_pools_accepts(child.pool, pl)) {
+        if (!child_accepts(pl)) {
             apr_socket_close(pl->lr->sd);
             pl->lr->active = 0;
         }
@@ -375,7 +384,7 @@ static void collect_sources(void)
                                            pc_listener_t);
         apr_os_sock_t fd;
 
-        if (!pc_pools_accepts(child.pool, pl)
+        if (!child_accepts(pl)
             || apr_os_sock_get(&fd, pl->lr->sd) != APR_SUCCESS || fd < 0) {
             continue;
         }
@@ -659,7 +668,8 @@ static void init_child(int slot, int pool)
     }
 #endif
     close_unowned_listeners();
-    pc_handoff_child_init(pool);
+    pc_handoff_child_init(pool, pc_one_process ? 0
+                                : pc_affinity_pin_child(pl, slot));
     pc_logs_child_init(pool);
     ap_reopen_scoreboard(child.pchild, NULL, 0);
 

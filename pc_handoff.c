@@ -37,6 +37,7 @@
 #include "perchild.h"
 #include "pc_handoff.h"
 #include "pc_channel.h"
+#include "pc_affinity.h"
 #include "http_log.h"
 #include "http_main.h"
 #include "http_core.h"
@@ -65,10 +66,15 @@ APLOG_USE_MODULE(mpm_perchild);
 static const char *const RECORD_FILTER = "PERCHILD_RECORD";
 static ap_filter_rec_t *record_filter_handle;
 
-/* One channel per pool, made by the parent; -1 where closed. */
+/* Channels made by the parent, -1 where closed: pool p has chan_ways[p]
+ * of them (one unless PerchildCPUAffinity splits it per CPU), from
+ * chan_base[p] on.  num_chans counts pools. */
 static int *chan_recv;
 static int *chan_send;
+static int *chan_base;
+static int *chan_ways;
 static int num_chans;
+static int my_way;           /* child: which of its pool's channels */
 
 /* The hand-off's own preamble, first in every record's payload (the
  * channel below knows nothing of HTTP).  Untrusted like the rest: it
@@ -131,6 +137,7 @@ static int handoff_enabled(void)
 typedef struct pc_chan_ent_t {
     uid_t uid;
     gid_t gid;
+    int way;
     int recv, send;
     int in_use;              /* named by the current configuration */
 } pc_chan_ent_t;
@@ -165,17 +172,18 @@ static int channel_shut_down(const pc_chan_ent_t *e)
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
 }
 
-/* The channel of identity uid:gid, made if new (or if the old one was
+/* Channel 'way' of identity uid:gid, made if new (or if the old one was
  * shut down).  NULL on failure. */
 static pc_chan_ent_t *channel_for(pc_chan_table_t *t, const pc_pool_t *pl,
-                                  int *err)
+                                  int way, int *err)
 {
     pc_chan_ent_t *e;
     int i, sv[2];
 
     for (i = 0; i < t->ents->nelts; i++) {
         e = &APR_ARRAY_IDX(t->ents, i, pc_chan_ent_t);
-        if (e->recv < 0 || e->uid != pl->uid || e->gid != pl->gid) {
+        if (e->recv < 0 || e->uid != pl->uid || e->gid != pl->gid
+            || e->way != way) {
             continue;
         }
         if (!channel_shut_down(e)) {
@@ -195,6 +203,7 @@ static pc_chan_ent_t *channel_for(pc_chan_table_t *t, const pc_pool_t *pl,
     e = apr_array_push(t->ents);
     e->uid = pl->uid;
     e->gid = pl->gid;
+    e->way = way;
     e->recv = sv[0];
     e->send = sv[1];
     return e;
@@ -220,7 +229,7 @@ static void close_unused_channels(pc_chan_table_t *t)
 int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s)
 {
     pc_chan_table_t *t = chan_table();
-    int i, n = pc_conf->pools->nelts;
+    int i, w, total, n = pc_conf->pools->nelts;
 
     num_chans = 0;
     for (i = 0; i < t->ents->nelts; i++) {
@@ -230,21 +239,30 @@ int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s)
         close_unused_channels(t);
         return OK;
     }
-    chan_recv = apr_palloc(pconf, n * sizeof(int));
-    chan_send = apr_palloc(pconf, n * sizeof(int));
+    chan_base = apr_palloc(pconf, n * sizeof(int));
+    chan_ways = apr_palloc(pconf, n * sizeof(int));
+    for (i = 0, total = 0; i < n; i++) {
+        chan_base[i] = total;
+        chan_ways[i] = pc_affinity_ways(pc_pools_get(i));
+        total += chan_ways[i];
+    }
+    chan_recv = apr_palloc(pconf, total * sizeof(int));
+    chan_send = apr_palloc(pconf, total * sizeof(int));
     for (i = 0; i < n; i++) {
-        int rv = 0;
-        pc_chan_ent_t *e = channel_for(t, pc_pools_get(i), &rv);
+        for (w = 0; w < chan_ways[i]; w++) {
+            int rv = 0;
+            pc_chan_ent_t *e = channel_for(t, pc_pools_get(i), w, &rv);
 
-        if (e == NULL) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
-                         "PC0310: cannot create the hand-off channel of "
-                         "pool %s", pc_pools_get(i)->label);
-            return !OK;
+            if (e == NULL) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                             "PC0310: cannot create the hand-off channel "
+                             "of pool %s", pc_pools_get(i)->label);
+                return !OK;
+            }
+            e->in_use = 1;
+            chan_recv[chan_base[i] + w] = e->recv;
+            chan_send[chan_base[i] + w] = e->send;
         }
-        e->in_use = 1;
-        chan_recv[i] = e->recv;
-        chan_send[i] = e->send;
     }
     num_chans = n;
     close_unused_channels(t);
@@ -265,20 +283,32 @@ static int needs_send_end(int pool, int to)
 
 /* A child keeps its own pool's receiving end and the sending ends it may
  * use: it can read no other pool's channel. */
-void pc_handoff_child_init(int pool)
+void pc_handoff_child_init(int pool, int way)
 {
-    int i;
+    int i, w;
 
+    my_way = way;
     for (i = 0; i < num_chans; i++) {
-        if (i != pool && chan_recv[i] >= 0) {
-            close(chan_recv[i]);
-            chan_recv[i] = -1;
-        }
-        if (!needs_send_end(pool, i) && chan_send[i] >= 0) {
-            close(chan_send[i]);
-            chan_send[i] = -1;
+        for (w = 0; w < chan_ways[i]; w++) {
+            int c = chan_base[i] + w;
+
+            if ((i != pool || w != way) && chan_recv[c] >= 0) {
+                close(chan_recv[c]);
+                chan_recv[c] = -1;
+            }
+            if (!needs_send_end(pool, i) && chan_send[c] >= 0) {
+                close(chan_send[c]);
+                chan_send[c] = -1;
+            }
         }
     }
+}
+
+/* The sending end a child on this CPU uses for 'pool', or -1. */
+static int send_end(int pool)
+{
+    return chan_send[chan_base[pool]
+                     + pc_affinity_sender_way(chan_ways[pool])];
 }
 
 apr_size_t pc_handoff_bufsize(void)
@@ -288,10 +318,10 @@ apr_size_t pc_handoff_bufsize(void)
 
 int pc_handoff_channel_fd(int pool)
 {
-    if (pool < 0 || pool >= num_chans) {
+    if (pool < 0 || pool >= num_chans || my_way >= chan_ways[pool]) {
         return -1;
     }
-    return chan_recv[pool];
+    return chan_recv[chan_base[pool] + my_way];
 }
 
 /* A passed descriptor must be a connected TCP stream socket; a tenant
@@ -592,14 +622,16 @@ static int pool_can_take(int pool)
     pc_pool_t *pl = pc_pools_get(pool);
     int queued = 0;
     long limit = (long)pl->slots * pc_conf->threads_per_child
-                 * PC_QUEUE_BYTES_PER_THREAD;
+                 * PC_QUEUE_BYTES_PER_THREAD
+                 / (chan_ways[pool] > 0 ? chan_ways[pool] : 1);
 
     /* -X (ONE_PROCESS) runs pool 0 alone: nobody reads the others. */
     if (pc_one_process || pl->slots == 0 || pc_parent_pool_down(pool)) {
         return 0;
     }
-    /* SIOCOUTQ on the shared sending end: all senders' unread records. */
-    if (ioctl(chan_send[pool], SIOCOUTQ, &queued) == 0
+    /* SIOCOUTQ on the shared sending end: all senders' unread records
+     * (of this CPU's channel, with PerchildCPUAffinity). */
+    if (ioctl(send_end(pool), SIOCOUTQ, &queued) == 0
         && queued > (limit > 65536 ? limit : 65536)) {
         return 0;
     }
@@ -737,7 +769,7 @@ static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
     char *more;
     apr_status_t rv;
 
-    if (pool < 0 || pool >= num_chans || chan_send[pool] < 0) {
+    if (pool < 0 || pool >= num_chans || chan_send[chan_base[pool]] < 0) {
         return APR_EINVAL;
     }
     if ((rv = flush_earlier_responses(c)) != APR_SUCCESS) {
@@ -819,7 +851,7 @@ void pc_handoff_finish(conn_rec *c)
     }
     want = pc_pools_get(pcc->out_pool);
     apr_os_sock_get(&fd, sock);
-    rv = pc_chan_send(chan_send[pcc->out_pool], fd, pcc->hops + 1, pcc->out,
+    rv = pc_chan_send(send_end(pcc->out_pool), fd, pcc->hops + 1, pcc->out,
                       4, PC_SEND_TIMEOUT_MS);
     pcc->out_pool = -1;
     if (rv == APR_SUCCESS) {
@@ -863,7 +895,8 @@ static int pass_on(request_rec *r, int owner)
     pc_pool_t *want = pc_pools_get(owner);
     apr_status_t rv;
 
-    if (pcc == NULL || pcc->filter == NULL || chan_send[owner] < 0) {
+    if (pcc == NULL || pcc->filter == NULL
+        || chan_send[chan_base[owner]] < 0) {
         return refuse(r, want, "cannot pass it on");
     }
     if (ap_ssl_conn_is_ssl(r->connection)) {

@@ -47,8 +47,9 @@ apr_size_t pc_handoff_bufsize(void);
 /* Parent, at open_logs: one channel per pool (none with a single pool). */
 int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s);
 
-/* Child start: keep only this pool's channel ends. */
-void pc_handoff_child_init(int pool);
+/* Child start: keep only this pool's channel ends ('way': the channel
+ * this child reads, see pc_affinity.h). */
+void pc_handoff_child_init(int pool, int way);
 
 /* The descriptor idle workers wait on for passed connections, or -1. */
 int pc_handoff_channel_fd(int pool);

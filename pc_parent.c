@@ -23,6 +23,7 @@
  */
 
 #include "perchild.h"
+#include "pc_affinity.h"
 #include "http_log.h"
 #include "http_main.h"
 #include "apr_strings.h"
@@ -409,6 +410,7 @@ static void log_started(apr_pool_t *plog, server_rec *s)
                  "PC0208: Server built: %s", ap_get_server_built());
     ap_log_command_line(plog, s);
     ap_log_mpm_common(s);
+    pc_affinity_warn(s);
 }
 
 int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)

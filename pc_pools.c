@@ -549,26 +549,87 @@ static const char *acceptors(apr_pool_t *p, const pc_listener_t *pl)
     return "every pool";
 }
 
-/* Decides, for every listener, which pool's children accept it. */
+/* ListenCoresBucketsRatio, as in worker and event: every listener gets
+ * copies bound with SO_REUSEPORT, and the kernel spreads new connections
+ * over them.  The number stays the same across graceful restarts. */
+static int duplicate_listeners(apr_pool_t *p, server_rec *s,
+                               ap_listen_rec ***buckets)
+{
+    int nb = 0;
+    apr_status_t rv;
+
+    if (pc_one_process) {
+        nb = 1;
+    }
+    else if (pc_retained->mpm->was_graceful) {
+        nb = pc_retained->mpm->num_buckets;
+    }
+    rv = ap_duplicate_listeners(p, s, buckets, &nb);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "PC0111: cannot make the listener buckets that "
+                     "ListenCoresBucketsRatio asks for");
+        return -1;
+    }
+    pc_retained->mpm->num_buckets = nb;
+    return nb;
+}
+
+/* Decides, for every listener, which pool's children accept it.  The
+ * copies of a listener in other buckets follow the first: the bucket
+ * lists are built in the same order. */
 int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
 {
-    ap_listen_rec *lr;
+    ap_listen_rec **buckets, *lr;
+    int b, nb, first;
 
+    if ((nb = duplicate_listeners(p, s, &buckets)) < 1) {
+        return !OK;
+    }
+    pc_conf->num_buckets = nb;
     pc_conf->listeners = apr_array_make(p, 4, sizeof(pc_listener_t));
-    for (lr = ap_listeners; lr != NULL; lr = lr->next) {
-        pc_listener_t *pl = apr_array_push(pc_conf->listeners);
-        char *addr = NULL;
+    for (b = 0; b < nb; b++) {
+        first = 0;
+        for (lr = buckets[b]; lr != NULL; lr = lr->next, first++) {
+            pc_listener_t *pl = apr_array_push(pc_conf->listeners);
+            char *addr = NULL;
 
-        pl->lr = lr;
-        pl->owner = listener_owner(s, lr);
-        pl->tls = lr->protocol != NULL && !strcasecmp(lr->protocol, "https");
-        apr_sockaddr_ip_get(&addr, lr->bind_addr);
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     "PC0110: listener %s:%u is accepted by %s",
-                     addr ? addr : "?", (unsigned)lr->bind_addr->port,
-                     acceptors(p, pl));
+            pl->lr = lr;
+            pl->bucket = b;
+            if (b > 0) {
+                const pc_listener_t *orig = &APR_ARRAY_IDX(
+                    pc_conf->listeners, first, pc_listener_t);
+                pl->owner = orig->owner;
+                pl->tls = orig->tls;
+                continue;
+            }
+            pl->owner = listener_owner(s, lr);
+            pl->tls = lr->protocol != NULL
+                      && !strcasecmp(lr->protocol, "https");
+            apr_sockaddr_ip_get(&addr, lr->bind_addr);
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                         "PC0110: listener %s:%u is accepted by %s (%d "
+                         "bucket%s)", addr ? addr : "?",
+                         (unsigned)lr->bind_addr->port, acceptors(p, pl),
+                         nb, nb > 1 ? "s" : "");
+        }
     }
     return OK;
+}
+
+/* Child i (counted from 0) of a pool of n takes bucket b when
+ * b % k == i % k, with k = min(n, buckets): each child takes its share
+ * and every bucket has a taker in every pool, also a pool of one. */
+int pc_pools_takes_bucket(int pool, int slot, int bucket)
+{
+    const pc_pool_t *pl = pc_pools_get(pool);
+    int n = pl->slots > 0 ? pl->slots : 1;
+    int k = n < pc_conf->num_buckets ? n : pc_conf->num_buckets;
+
+    if (k <= 1) {
+        return 1;
+    }
+    return bucket % k == (slot - pl->first_slot) % k;
 }
 
 /* A listener of one pool is accepted by that pool only.  A shared one

@@ -64,6 +64,7 @@ typedef struct pc_pool_t {
 /* Ownership of one listener, computed in the parent at open_logs. */
 typedef struct pc_listener_t {
     ap_listen_rec *lr;
+    int bucket;              /* ListenCoresBucketsRatio: which copy */
     int owner;               /* pool index, or -1: shared by many pools */
     int tls;                 /* Listen ... https: connections cannot move */
 } pc_listener_t;
@@ -72,10 +73,12 @@ typedef struct pc_listener_t {
 typedef struct pc_conf_t {
     apr_array_header_t *declared;   /* pc_pool_t from ChildPerUserID */
     apr_array_header_t *pools;      /* pc_pool_t; [0] is User/Group's */
-    apr_array_header_t *listeners;  /* pc_listener_t */
+    apr_array_header_t *listeners;  /* pc_listener_t, of every bucket */
+    int num_buckets;                /* listener buckets (SO_REUSEPORT) */
     pc_pool_t *dispatch_decl;       /* DispatchUserID, or NULL */
     int dispatch_pool;              /* its pool index, or -1 */
     int dispatch_all;               /* PerchildDispatchAll: every listener */
+    int cpu_affinity;               /* PerchildCPUAffinity */
     int num_servers;                /* NumServers */
     int threads_per_child;
     int thread_limit;
@@ -135,6 +138,7 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s);
 pc_pool_t *pc_pools_get(int index);
 int pc_pools_pool_of_slot(int slot);
 int pc_pools_accepts(int pool, const pc_listener_t *pl);
+int pc_pools_takes_bucket(int pool, int slot, int bucket);
 const char *pc_pools_label(const pc_pool_t *pool);
 
 /* pc_parent.c */

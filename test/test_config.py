@@ -110,6 +110,11 @@ BAD = [
      NUMBER),
     ("children-x", "ChildPerUserID pcbob pcbob x", "", "ChildPerUserID",
      NUMBER),
+    ("affinity-value", "PerchildCPUAffinity sometimes", "",
+     "PerchildCPUAffinity", r"On or Off"),
+    ("affinity-in-vhost", "",
+     "AssignUserID pcalice pcalice\n    PerchildCPUAffinity On",
+     "PerchildCPUAffinity", r"VirtualHost"),
 ]
 
 

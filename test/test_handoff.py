@@ -103,6 +103,9 @@ Listen 127.0.0.1:{port_solo}
 DISPATCH = VHOSTS + SOLO + "DispatchUserID %s %s 1\n" % (DISPATCH_USER,
                                                         DISPATCH_USER)
 DISPATCH_ALL = DISPATCH + "PerchildDispatchAll On\n"
+# Two listener buckets on two CPUs: pcalice's two children pinned one per
+# CPU with a channel each; the pools of one child take both buckets.
+AFFINE = VHOSTS + "ListenCoresBucketsRatio 1\nPerchildCPUAffinity On\n"
 
 LOG_RE = re.compile(r'^(\d+) (\d+) (\d+) (\S+) "([^"]*)" "([^"]*)"$')
 TOKEN_RE = re.compile(r"[?&]t=([0-9a-f]+)")
@@ -171,12 +174,19 @@ def dispatch_all(httpd_factory, module, dispatch_user):
                             DISPATCH_ALL)
 
 
-@pytest.fixture(scope="module", params=["direct", "dispatch"])
+@pytest.fixture(scope="module")
+def affine(httpd_factory, module):
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("PerchildCPUAffinity needs two CPUs")
+    yield from serve_vhosts(httpd_factory, module, "affine", AFFINE)
+
+
+@pytest.fixture(scope="module", params=["direct", "dispatch", "affine"])
 def srv(request):
-    """Tests 1-4 run against both the plain shared port and the same
-    vhosts behind a dispatch pool."""
-    return request.getfixturevalue("shared" if request.param == "direct"
-                                   else "dispatch")
+    """Tests 1-4 run against the plain shared port, the same vhosts behind
+    a dispatch pool, and with listener buckets and CPU affinity."""
+    return request.getfixturevalue({"direct": "shared"}.get(
+        request.param, request.param))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,198 @@
+"""Listener buckets (ListenCoresBucketsRatio) and PerchildCPUAffinity.
+
+With `ListenCoresBucketsRatio 1` on two CPUs every listener has two copies
+bound with SO_REUSEPORT, and the kernel spreads new connections over them.
+Child i of a pool of n takes the buckets b with b % k == i % k
+(k = min(n, buckets)): pcalice's two children one bucket each, a pool of
+one child both, so no bucket is left without a taker in any pool.
+
+`PerchildCPUAffinity On` pins child i of a pool with two or more children
+to CPU i % 2 and gives the pool a hand-off channel per CPU; pools of one
+child stay unpinned, and what a pinned child forks (CGI) gets every CPU
+back.
+"""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from pchelpers import (DEFAULT_USER, http_get, proc_status, wait_until)
+
+pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2,
+                                reason="needs two CPUs")
+
+CPUS = "/cgi-bin/cpus.cgi"
+
+CONF = """
+NumServers 1
+ThreadsPerChild 3
+ListenCoresBucketsRatio 1
+%s
+ChildPerUserID pcalice pcalice 2
+ChildPerUserID pcbob pcbob 1
+Listen 127.0.0.1:{port_shared}
+Listen 127.0.0.1:{port_pcalice}
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_pcalice}>
+    ServerName solo.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+"""
+
+
+def listen_inodes(port):
+    """Inodes of the listening sockets bound to 127.0.0.1:port."""
+    out = subprocess.run(["ss", "-ltnHe", "sport = :%d" % port],
+                         capture_output=True, text=True).stdout
+    return {int(m) for m in re.findall(r"\bino:(\d+)", out)}
+
+
+def socket_inodes(pid):
+    found = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]", target)
+        if m:
+            found.add(int(m.group(1)))
+    return found
+
+
+def children_by_user(h, users):
+    """{user: [pid, ...]} of the server's live children."""
+    names = {users[n].uid: n for n in ("pcalice", "pcbob", DEFAULT_USER)}
+    out = {}
+    for c in h.children():
+        out.setdefault(names.get(c.uid, c.uid), []).append(c.pid)
+    return out
+
+
+def wait_children(h, users):
+    want = {"pcalice": 2, "pcbob": 1, DEFAULT_USER: 1}
+
+    def ready():
+        got = children_by_user(h, users)
+        return all(len(got.get(u, [])) == n for u, n in want.items()) \
+            and got
+    got = wait_until(ready, 15)
+    assert got, "children: %s\n%s" % (children_by_user(h, users),
+                                      h.error_log())
+    return got
+
+
+def uid_of(r):
+    assert r.status == 200, r
+    return int(r.ident["uid"])
+
+
+def start(h, users, extra):
+    h.write_config(CONF % extra)
+    h.start()
+    kids = wait_children(h, users)
+    # Every pool answers on every bucket before we look closer.
+    for host in ("a.test", "b.test"):
+        assert wait_until(lambda: http_get(h.port("shared"),
+                                           "/cgi-bin/id.cgi",
+                                           host=host).status == 200, 15), \
+            "%s never answered:\n%s" % (host, h.error_log())
+    return kids
+
+
+def test_each_bucket_has_a_taker_in_every_pool(httpd, users):
+    kids = start(httpd, users, "")
+    solo = listen_inodes(httpd.port("pcalice"))
+    shared = listen_inodes(httpd.port("shared"))
+    assert len(solo) == 2 and len(shared) == 2, (
+        "two buckets per listener expected: %s %s\n%s"
+        % (solo, shared, httpd.error_log()))
+
+    held = {u: [socket_inodes(p) for p in pids] for u, pids in kids.items()}
+    # pcalice's two children: one bucket each, of both listeners.
+    a0, a1 = held["pcalice"]
+    assert len(a0 & solo) == 1 and len(a1 & solo) == 1, held
+    assert a0 & solo != a1 & solo, "both children take the same bucket"
+    assert len(a0 & shared) == 1 and len(a1 & shared) == 1, held
+    assert a0 & shared != a1 & shared
+    # One child: both buckets of the shared port, nothing of pcalice's.
+    for user in ("pcbob", DEFAULT_USER):
+        (mine,) = held[user]
+        assert shared <= mine, (user, shared, mine)
+        assert not (solo & mine), (user, "holds pcalice's listener")
+
+    # Fresh connections land in either bucket: all answered, by the owner.
+    for host, port, user in (("solo.test", "pcalice", "pcalice"),
+                             ("b.test", "shared", "pcbob"),
+                             ("a.test", "shared", "pcalice")):
+        for i in range(30):
+            r = http_get(httpd.port(port), "/cgi-bin/id.cgi", host=host,
+                         timeout=5)
+            assert uid_of(r) == users[user].uid, (host, i, r)
+
+
+def cpus_of(pid):
+    return proc_status(pid)["Cpus_allowed_list"]
+
+
+def test_affinity_pins_children_of_bigger_pools(httpd, users):
+    kids = start(httpd, users, "PerchildCPUAffinity On")
+    every = cpus_of(httpd.pid)
+    pinned = sorted(cpus_of(p) for p in kids["pcalice"])
+    assert len(set(pinned)) == 2 and every not in pinned, (pinned, every)
+    for cpus in pinned:
+        assert re.fullmatch(r"\d+", cpus), pinned
+    for user in ("pcbob", DEFAULT_USER):
+        assert [cpus_of(p) for p in kids[user]] == [every], user
+
+    # A CGI started by a pinned child may use every CPU again, and each
+    # request is still served by its vhost's user.
+    seen = set()
+    for i in range(20):
+        r = http_get(httpd.port("pcalice"), CPUS, host="solo.test")
+        assert uid_of(r) == users["pcalice"].uid
+        assert r.ident["cpus"] == every, r.body
+        r = http_get(httpd.port("shared"), CPUS, host="b.test")
+        assert uid_of(r) == users["pcbob"].uid
+        seen.add(r.ident["cpus"])
+    assert seen == {every}
+    assert "PC0503" not in httpd.error_log()
+
+
+def test_affinity_without_buckets_warns(httpd, users):
+    httpd.write_config((CONF % "PerchildCPUAffinity On").replace(
+        "ListenCoresBucketsRatio 1\n", ""))
+    httpd.start()
+    wait_children(httpd, users)
+    log = httpd.error_log()
+    m = re.search(r"PC0503: .*", log)
+    assert m and "ListenCoresBucketsRatio" in m.group(0), log
+
+
+def test_buckets_and_affinity_across_graceful_restart(httpd, users):
+    """A graceful restart keeps the number of buckets (as worker does) and
+    the new generation's children are pinned and serve every bucket."""
+    start(httpd, users, "PerchildCPUAffinity On")
+    gen = httpd.graceful()
+    kids = wait_until(lambda: (lambda k: k if len(k.get("pcalice", [])) == 2
+                               else None)(children_by_user(httpd, users)), 15)
+    assert kids, children_by_user(httpd, users)
+    assert len(listen_inodes(httpd.port("shared"))) == 2
+    new = {pid for _, pid, g, _ in httpd.started() if g == gen}
+    pinned = {cpus_of(p) for p in kids["pcalice"] if p in new}
+    assert len(pinned) == 2, (pinned, kids, new)
+    for host, user in (("a.test", "pcalice"), ("b.test", "pcbob")):
+        for i in range(20):
+            r = http_get(httpd.port("shared"), "/cgi-bin/id.cgi", host=host,
+                         timeout=5)
+            assert uid_of(r) == users[user].uid, (host, i, r)
