@@ -47,7 +47,8 @@ MANY_USERS = tuple("pcu%02d" % i for i in range(1, 51))
 DEFAULT_USER = "www-data"
 
 # Equal tuning: 25 threads per child everywhere; 150 request workers for
-# worker, event and prefork/itk (httpd's default MaxRequestWorkers).
+# worker, event and prefork/itk (httpd's default MaxRequestWorkers);
+# ListenCoresBucketsRatio 1 for all.
 # perchild has no shared pool of workers: each user's pool gets
 # PERCHILD_CHILDREN_PER_USER children of 25 threads, the default
 # (www-data) pool one child, the dispatch pool DISPATCH_CHILDREN.
@@ -195,6 +196,9 @@ class Server:
         if self.dispatch:
             lines.append("DispatchUserID %s %s %d" % (
                 DISPATCH_USER, DISPATCH_USER, DISPATCH_CHILDREN))
+        # perchild's recommended setting where pools have a child per CPU:
+        # hand-offs stay on the CPU they start on (docs/directives.md).
+        lines.append("PerchildCPUAffinity On")
         return lines
 
     def config(self):
@@ -207,6 +211,9 @@ class Server:
             'ErrorLog "%s/logs/error_log"' % r,
         ]
         lines += self.tuning()
+        # For every MPM: one listener bucket per CPU (SO_REUSEPORT), so the
+        # kernel spreads new connections over the children.
+        lines.append("ListenCoresBucketsRatio 1")
         lines += [lm("authz_core"), lm("mime"), lm("alias"), lm("cgi")]
         lines += [
             "LogLevel warn",
