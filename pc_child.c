@@ -68,6 +68,7 @@ typedef struct pc_tslot_t {
     volatile int busy_fd;    /* fd being served, for an ungraceful stop */
     int owned;               /* accepted on a listener of this pool only:
                               * no request on it can be another pool's */
+    int bucket;              /* the listener bucket it was accepted on */
     struct sockaddr_storage peer;   /* the client, from accept4() */
     int epfd;                /* what this worker waits on when idle */
 } pc_tslot_t;
@@ -77,6 +78,7 @@ typedef struct pc_source_t {
     int fd;
     int is_channel;
     int owned;               /* a listener of this pool only */
+    int bucket;              /* a listener's bucket */
 } pc_source_t;
 
 static struct {
@@ -274,6 +276,7 @@ static int take_accepted(pc_tslot_t *ts, const pc_source_t *src)
     pthread_rwlock_unlock(&child.listeners_lock);
     if (fd >= 0) {
         ts->owned = src->owned;
+        ts->bucket = src->bucket;
         return fd;
     }
     if (err == EMFILE || err == ENFILE) {
@@ -362,13 +365,14 @@ static int take_job(pc_tslot_t *ts)
     return PC_SOCK_IDLE;
 }
 
-static void add_source(int fd, int is_channel, int owned)
+static void add_source(int fd, int is_channel, int owned, int bucket)
 {
     pc_source_t *src = &child.sources[child.nsources++];
 
     src->fd = fd;
     src->is_channel = is_channel;
     src->owned = owned;
+    src->bucket = bucket;
 }
 
 /* What this child's workers wait on: the listeners its pool accepts and
@@ -391,11 +395,11 @@ static void collect_sources(void)
         /* Many threads and children wait on the same listener: never
          * block in accept. */
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-        add_source(fd, 0, pl->owner == child.pool);
+        add_source(fd, 0, pl->owner == child.pool, pl->bucket);
     }
     chan = pc_handoff_channel_fd(child.pool);
     if (chan >= 0) {
-        add_source(chan, 1, 0);
+        add_source(chan, 1, 0, 0);
     }
 }
 
@@ -473,6 +477,9 @@ static void serve_connection(apr_pool_t *ptrans, int tn, pc_tslot_t *ts,
         }
         else if (ts->owned) {
             pc_handoff_own_listener(c);
+        }
+        else {
+            pc_handoff_accepted(c, ts->bucket);
         }
         ap_process_connection(c, sock);
         /* A connection for another pool leaves here, as late as can be:

@@ -86,7 +86,10 @@ typedef struct pc_preamble_t {
 
 /* Given back between two requests: wait for the next one as keep-alive. */
 #define PC_PRE_BETWEEN 0x1u
-#define PC_PRE_KNOWN   PC_PRE_BETWEEN
+/* The connection's way (see send_way), bits 8-15: only ever a hint. */
+#define PC_PRE_WAY_SHIFT 8
+#define PC_PRE_WAY_MASK  0xff00u
+#define PC_PRE_KNOWN   (PC_PRE_BETWEEN | PC_PRE_WAY_MASK)
 
 /* Per-connection state. */
 typedef struct pc_conn_t {
@@ -101,6 +104,7 @@ typedef struct pc_conn_t {
     int keepalives;          /* carried over from the sender */
     int from_dispatch;       /* came from the dispatch pool */
     int no_record;           /* on a listener of this pool only */
+    int way;                 /* its listener bucket, carried along */
     int proxy_checked;       /* first request looked at for PROXY */
     char *proxy;             /* the connection's PROXY header, if any */
     apr_size_t proxy_len;
@@ -304,11 +308,31 @@ void pc_handoff_child_init(int pool, int way)
     }
 }
 
-/* The sending end a child on this CPU uses for 'pool', or -1. */
-static int send_end(int pool)
+/* Which of pool's channels a connection goes to.  A pinned child (its
+ * own pool has ways) passes to the owner's channel of the CPU it runs on:
+ * the owner's worker then wakes on that CPU.  An unpinned child would
+ * send everything to whatever CPU it happens to run on, and the first
+ * child of the wake order accepts most new connections: it follows the
+ * bucket the connection came in on instead, which the kernel's hash
+ * spreads evenly. */
+static int send_way(int pool, const pc_conn_t *pcc)
 {
-    return chan_send[chan_base[pool]
-                     + pc_affinity_sender_way(chan_ways[pool])];
+    int ways = chan_ways[pool];
+
+    if (ways < 2) {
+        return 0;
+    }
+    if ((pc_my_pool < 0 || chan_ways[pc_my_pool] < 2)
+        && pc_conf->num_buckets > 1 && pcc->way >= 0) {
+        return pcc->way % ways;
+    }
+    return pc_affinity_sender_way(ways);
+}
+
+/* The sending end for 'pool', or -1. */
+static int send_end(int pool, const pc_conn_t *pcc)
+{
+    return chan_send[chan_base[pool] + send_way(pool, pcc)];
 }
 
 apr_size_t pc_handoff_bufsize(void)
@@ -405,6 +429,11 @@ void pc_handoff_own_listener(conn_rec *c)
     make_conn_state(c)->no_record = 1;
 }
 
+void pc_handoff_accepted(conn_rec *c, int bucket)
+{
+    make_conn_state(c)->way = bucket;
+}
+
 void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
 {
     pc_conn_t *pcc = make_conn_state(c);
@@ -414,6 +443,8 @@ void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
     pcc->passed = passed->bytes;
     pcc->passed_len = passed->len;
     pcc->between = (passed->pre_flags & PC_PRE_BETWEEN) != 0;
+    pcc->way = (int)((passed->pre_flags & PC_PRE_WAY_MASK)
+                     >> PC_PRE_WAY_SHIFT);
     /* MaxKeepAliveRequests counts over the connection's whole life. */
     c->keepalives = (int)(passed->pre_keepalives > 0x7fffffffu
                           ? 0x7fffffff : passed->pre_keepalives);
@@ -617,7 +648,7 @@ static int refuse(request_rec *r, const pc_pool_t *want, const char *why)
  * holds more records than its threads can soon take: then the pool is
  * stuck or overloaded, and 503 now beats a client waiting in a queue.
  * A pool merely (re)starting is fine: records wait for its child. */
-static int pool_can_take(int pool)
+static int pool_can_take(int pool, const pc_conn_t *pcc)
 {
     pc_pool_t *pl = pc_pools_get(pool);
     int queued = 0;
@@ -631,7 +662,7 @@ static int pool_can_take(int pool)
     }
     /* SIOCOUTQ on the shared sending end: all senders' unread records
      * (of this CPU's channel, with PerchildCPUAffinity). */
-    if (ioctl(send_end(pool), SIOCOUTQ, &queued) == 0
+    if (ioctl(send_end(pool, pcc), SIOCOUTQ, &queued) == 0
         && queued > (limit > 65536 ? limit : 65536)) {
         return 0;
     }
@@ -790,7 +821,9 @@ static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
     }
     pre = apr_palloc(c->pool, sizeof(*pre));
     pre->keepalives = (uint32_t)c->keepalives;
-    pre->flags = between ? PC_PRE_BETWEEN : 0;
+    pre->flags = (between ? PC_PRE_BETWEEN : 0)
+                 | (((uint32_t)pcc->way << PC_PRE_WAY_SHIFT)
+                    & PC_PRE_WAY_MASK);
     pcc->out[0].iov_base = pre;
     pcc->out[0].iov_len = sizeof(*pre);
     pcc->out[1].iov_base = pcc->proxy;
@@ -851,7 +884,7 @@ void pc_handoff_finish(conn_rec *c)
     }
     want = pc_pools_get(pcc->out_pool);
     apr_os_sock_get(&fd, sock);
-    rv = pc_chan_send(send_end(pcc->out_pool), fd, pcc->hops + 1, pcc->out,
+    rv = pc_chan_send(send_end(pcc->out_pool, pcc), fd, pcc->hops + 1, pcc->out,
                       4, PC_SEND_TIMEOUT_MS);
     pcc->out_pool = -1;
     if (rv == APR_SUCCESS) {
@@ -909,7 +942,7 @@ static int pass_on(request_rec *r, int owner)
     if (pcc->hops >= PC_MAX_HOPS) {
         return refuse(r, want, "it was passed on too often");
     }
-    if (!pool_can_take(owner)) {
+    if (!pool_can_take(owner, pcc)) {
         return refuse(r, want, "the owner pool is down or overloaded");
     }
     rv = prepare_record(r->connection, pcc, owner, 0);

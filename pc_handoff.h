@@ -63,6 +63,10 @@ apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out);
  * be another pool's, so nothing needs recording. */
 void pc_handoff_own_listener(conn_rec *c);
 
+/* 'c' came in on bucket 'bucket' of a shared listener: hand-offs of it
+ * go to the owner's channel of that bucket (PerchildCPUAffinity). */
+void pc_handoff_accepted(conn_rec *c, int bucket);
+
 /* Sends the connection on if a request on it was for another pool (or it
  * goes back to the dispatch pool), once httpd is done with it; on failure
  * answers 503 itself (or closes, between two requests). */
