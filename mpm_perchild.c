@@ -335,25 +335,16 @@ static const char *set_dispatch_user(cmd_parms *cmd, void *d, int argc,
     return pool_directive(cmd, argc, argv, pc_pools_set_dispatch);
 }
 
-static const char *set_dispatch_all(cmd_parms *cmd, void *d, int on)
+/* An On/Off directive of the server config: cmd->info is the offset of
+ * its int in pc_conf_t. */
+static const char *set_global_flag(cmd_parms *cmd, void *d, int on)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
 
     if (err != NULL) {
         return err;
     }
-    pc_conf->dispatch_all = on;
-    return NULL;
-}
-
-static const char *set_cpu_affinity(cmd_parms *cmd, void *d, int on)
-{
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-
-    if (err != NULL) {
-        return err;
-    }
-    pc_conf->cpu_affinity = on;
+    *(int *)((char *)pc_conf + (apr_size_t)cmd->info) = on;
     return NULL;
 }
 
@@ -433,10 +424,12 @@ static const command_rec perchild_cmds[] = {
     AP_INIT_TAKE_ARGV("DispatchUserID", set_dispatch_user, NULL, RSRC_CONF,
         "user group [num-children]: a pool that alone accepts shared "
         "listeners and passes every request to its owner"),
-    AP_INIT_FLAG("PerchildDispatchAll", set_dispatch_all, NULL, RSRC_CONF,
+    AP_INIT_FLAG("PerchildDispatchAll", set_global_flag,
+        (void *)APR_OFFSETOF(pc_conf_t, dispatch_all), RSRC_CONF,
         "On: the dispatch pool accepts every listener, also those of a "
         "single pool"),
-    AP_INIT_FLAG("PerchildCPUAffinity", set_cpu_affinity, NULL, RSRC_CONF,
+    AP_INIT_FLAG("PerchildCPUAffinity", set_global_flag,
+        (void *)APR_OFFSETOF(pc_conf_t, cpu_affinity), RSRC_CONF,
         "On: pin each child of a pool with 2+ children to some of the CPUs "
         "and pass connections to the child on the sender's CPU"),
     AP_INIT_TAKE2("AssignUserID", set_assign_user, NULL, RSRC_CONF,
