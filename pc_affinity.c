@@ -19,9 +19,8 @@
  * children gets k = min(n, CPUs) "ways": child i is pinned to the CPUs
  * of way i % k and reads the channel of that way, and a sender passes
  * to the way of the CPU it runs on.  The owner's worker then wakes on
- * the sender's CPU, as the sender goes idle.  A pinned child's own
- * processes (CGI, piped loggers it forks) get the server's CPUs back
- * right after fork.
+ * the sender's CPU, as the sender goes idle.  What a pinned child
+ * forks (CGI) gets the server's CPUs back right after fork.
  */
 
 #include "perchild.h"
@@ -78,11 +77,6 @@ void pc_affinity_init(void)
     }
 }
 
-int pc_affinity_cpus(void)
-{
-    return ncpus;
-}
-
 int pc_affinity_ways(const pc_pool_t *pl)
 {
     if (!pc_conf->cpu_affinity || pc_one_process || ncpus < 2
@@ -94,7 +88,7 @@ int pc_affinity_ways(const pc_pool_t *pl)
 
 static void unpin_after_fork(void)
 {
-    /* What a child forks (CGI, loggers) may run on any CPU again. */
+    /* What a child forks (CGI) may run on any CPU again. */
     sched_setaffinity(0, sizeof(all_cpus), &all_cpus);
 }
 

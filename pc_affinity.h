@@ -23,9 +23,6 @@ void pc_affinity_init(void);
  * cannot spread new connections over the CPUs children are pinned to. */
 void pc_affinity_warn(server_rec *s);
 
-/* How many CPUs the server may use (0 before pc_affinity_init). */
-int pc_affinity_cpus(void);
-
 /* How many channels ("ways") pool 'pl' has: 1 unless
  * PerchildCPUAffinity is On and the pool has 2+ children. */
 int pc_affinity_ways(const pc_pool_t *pl);
