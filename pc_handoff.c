@@ -884,8 +884,8 @@ void pc_handoff_finish(conn_rec *c)
     }
     want = pc_pools_get(pcc->out_pool);
     apr_os_sock_get(&fd, sock);
-    rv = pc_chan_send(send_end(pcc->out_pool, pcc), fd, pcc->hops + 1, pcc->out,
-                      4, PC_SEND_TIMEOUT_MS);
+    rv = pc_chan_send(send_end(pcc->out_pool, pcc), fd, pcc->hops + 1,
+                      pcc->out, 4, PC_SEND_TIMEOUT_MS);
     pcc->out_pool = -1;
     if (rv == APR_SUCCESS) {
         ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
