@@ -549,29 +549,84 @@ static const char *acceptors(apr_pool_t *p, const pc_listener_t *pl)
     return "every pool";
 }
 
-/* ListenCoresBucketsRatio, as in worker and event: every listener gets
- * copies bound with SO_REUSEPORT, and the kernel spreads new connections
- * over them.  The number stays the same across graceful restarts. */
-static int duplicate_listeners(apr_pool_t *p, server_rec *s,
-                               ap_listen_rec ***buckets)
+/* The listeners as "ip:port/protocol;..." in order: the copies made for
+ * them can serve another generation only if this is unchanged. */
+static const char *listeners_sig(apr_pool_t *p)
 {
-    int nb = 0;
+    const char *sig = "";
+    ap_listen_rec *lr;
+
+    for (lr = ap_listeners; lr != NULL; lr = lr->next) {
+        char *ip = NULL;
+
+        apr_sockaddr_ip_get(&ip, lr->bind_addr);
+        sig = apr_psprintf(p, "%s%s:%u/%s;", sig, ip ? ip : "?",
+                           (unsigned)lr->bind_addr->port,
+                           lr->protocol ? lr->protocol : "");
+    }
+    return sig;
+}
+
+/* Makes this generation's copies in a pool of their own that outlives
+ * it, then lets the previous ones go. */
+static int make_buckets(server_rec *s, const char *sig, int nb)
+{
+    apr_pool_t *bp, *old = pc_retained->bucket_pool;
+    ap_listen_rec **made;
     apr_status_t rv;
 
-    if (pc_one_process) {
-        nb = 1;
-    }
-    else if (pc_retained->mpm->was_graceful) {
-        nb = pc_retained->mpm->num_buckets;
-    }
-    rv = ap_duplicate_listeners(p, s, buckets, &nb);
+    apr_pool_create(&bp, ap_pglobal);
+    apr_pool_tag(bp, "perchild_buckets");
+    rv = ap_duplicate_listeners(bp, s, &made, &nb);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      "PC0111: cannot make the listener buckets that "
                      "ListenCoresBucketsRatio asks for");
+        apr_pool_destroy(bp);
         return -1;
     }
-    pc_retained->mpm->num_buckets = nb;
+    pc_retained->bucket_pool = bp;
+    pc_retained->buckets = made;
+    pc_retained->nbuckets = nb;
+    pc_retained->bucket_sig = apr_pstrdup(bp, sig);
+    if (old != NULL) {
+        apr_pool_destroy(old);
+    }
+    return nb;
+}
+
+/* ListenCoresBucketsRatio, as in worker and event: every listener gets
+ * copies bound with SO_REUSEPORT, and the kernel spreads new connections
+ * over them.  Unlike worker, a graceful restart keeps the copies of
+ * buckets 1.. (httpd keeps bucket 0, the listeners themselves), so no
+ * connection waiting in their accept queues is lost; they are made anew
+ * at a full restart or when the listeners change.  Fills 'buckets'
+ * (allocated in p) and returns their number, or -1. */
+static int listener_buckets(apr_pool_t *p, server_rec *s,
+                            ap_listen_rec ***buckets)
+{
+    const char *sig = listeners_sig(p);
+    int b, nb;
+
+    if (pc_one_process) {
+        nb = 1;
+        *buckets = apr_pcalloc(p, sizeof(**buckets));
+        (*buckets)[0] = ap_listeners;
+        return nb;
+    }
+    if (!pc_retained->mpm->was_graceful || pc_retained->buckets == NULL
+        || strcmp(sig, pc_retained->bucket_sig) != 0) {
+        nb = pc_retained->mpm->was_graceful ? pc_retained->nbuckets : 0;
+        if ((nb = make_buckets(s, sig, nb)) < 1) {
+            return -1;
+        }
+    }
+    nb = pc_retained->nbuckets;
+    *buckets = apr_pcalloc(p, nb * sizeof(**buckets));
+    (*buckets)[0] = ap_listeners;
+    for (b = 1; b < nb; b++) {
+        (*buckets)[b] = pc_retained->buckets[b];
+    }
     return nb;
 }
 
@@ -583,7 +638,7 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
     ap_listen_rec **buckets, *lr;
     int b, nb, first;
 
-    if ((nb = duplicate_listeners(p, s, &buckets)) < 1) {
+    if ((nb = listener_buckets(p, s, &buckets)) < 1) {
         return !OK;
     }
     pc_conf->num_buckets = nb;

@@ -108,6 +108,10 @@ typedef struct pc_retained_t {
     apr_pool_t *lost_pool;        /* parent: pools of previous generations' */
     apr_hash_t *lost;             /*   children still finishing, by pid */
     const char **slot_labels;     /* pool label of each slot's child */
+    apr_pool_t *bucket_pool;      /* parent: the listener copies of */
+    ap_listen_rec **buckets;      /*   buckets 1.. (ListenCoresBuckets- */
+    int nbuckets;                 /*   Ratio), kept across graceful */
+    const char *bucket_sig;       /*   restarts; which listeners */
 } pc_retained_t;
 
 extern module AP_MODULE_DECLARE_DATA mpm_perchild_module;

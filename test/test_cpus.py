@@ -180,14 +180,19 @@ def test_affinity_without_buckets_warns(httpd, users):
 
 
 def test_buckets_and_affinity_across_graceful_restart(httpd, users):
-    """A graceful restart keeps the number of buckets (as worker does) and
-    the new generation's children are pinned and serve every bucket."""
+    """A graceful restart keeps the buckets' listening sockets themselves
+    (connections waiting in their accept queues are not reset, unlike
+    worker, which makes new copies), and the new generation's children
+    are pinned and serve every bucket."""
     start(httpd, users, "PerchildCPUAffinity On")
+    before = listen_inodes(httpd.port("shared"))
     gen = httpd.graceful()
     kids = wait_until(lambda: (lambda k: k if len(k.get("pcalice", [])) == 2
                                else None)(children_by_user(httpd, users)), 15)
     assert kids, children_by_user(httpd, users)
-    assert len(listen_inodes(httpd.port("shared"))) == 2
+    assert listen_inodes(httpd.port("shared")) == before, \
+        "the listener buckets were replaced by the graceful restart"
+    assert len(before) == 2
     new = {pid for _, pid, g, _ in httpd.started() if g == gen}
     pinned = {cpus_of(p) for p in kids["pcalice"] if p in new}
     assert len(pinned) == 2, (pinned, kids, new)
@@ -196,3 +201,27 @@ def test_buckets_and_affinity_across_graceful_restart(httpd, users):
             r = http_get(httpd.port("shared"), "/cgi-bin/id.cgi", host=host,
                          timeout=5)
             assert uid_of(r) == users[user].uid, (host, i, r)
+
+
+def test_buckets_follow_a_new_listen_at_graceful_restart(httpd, users):
+    """A Listen added before a graceful restart gets its buckets too, and
+    the ports already there keep serving from both of theirs."""
+    start(httpd, users, "")
+    extra = httpd.port("extra")
+    httpd.write_config((CONF % "") + """
+Listen 127.0.0.1:{port_extra}
+<VirtualHost 127.0.0.1:{port_extra}>
+    ServerName extra.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+""")
+    httpd.graceful()
+    assert wait_until(lambda: len(listen_inodes(extra)) == 2, 10), \
+        listen_inodes(extra)
+    assert len(listen_inodes(httpd.port("shared"))) == 2
+    for i in range(30):
+        r = http_get(extra, "/cgi-bin/id.cgi", host="extra.test", timeout=5)
+        assert uid_of(r) == users["pcbob"].uid, (i, r)
+        r = http_get(httpd.port("shared"), "/cgi-bin/id.cgi", host="a.test",
+                     timeout=5)
+        assert uid_of(r) == users["pcalice"].uid, (i, r)

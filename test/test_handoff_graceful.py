@@ -32,9 +32,17 @@ Listen 127.0.0.1:{port_default}
 OWNER = {"a.test": "pcalice", "b.test": "pcbob", "c.test": "pccarol"}
 
 
-@pytest.fixture(scope="module")
-def srv(httpd_factory):
-    yield from serve(httpd_factory, "handoff-graceful", CONF)
+# Listener buckets and pinned children (pcalice's two, one per CPU): a
+# graceful restart must not lose connections waiting in any bucket.
+AFFINE = CONF.replace("ChildPerUserID pcalice pcalice\n",
+                      "ChildPerUserID pcalice pcalice 2\n") \
+    + "ListenCoresBucketsRatio 1\nPerchildCPUAffinity On\n"
+
+
+@pytest.fixture(scope="module", params=["plain", "affine"])
+def srv(httpd_factory, request):
+    yield from serve(httpd_factory, "handoff-graceful-" + request.param,
+                     CONF if request.param == "plain" else AFFINE)
 
 
 def test_graceful_under_hand_off_load(srv, users):
