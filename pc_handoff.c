@@ -119,6 +119,7 @@ typedef struct pc_conn_t {
     int out_between;         /* given back between two requests */
     int out_head_only;       /* HEAD: a refusal has no body */
     struct iovec out[4];
+    pc_preamble_t pre;       /* out[0] */
     const char *out_vhost;   /* for the log, if the send fails */
 } pc_conn_t;
 
@@ -738,7 +739,14 @@ static apr_status_t read_ahead(conn_rec *c, apr_size_t room, char **out,
  * bytes must follow ours on the wire. */
 static apr_status_t flush_earlier_responses(conn_rec *c)
 {
-    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    apr_bucket_brigade *bb;
+
+    /* The core output filter says when it holds bytes back (the only
+     * connection filter that does, on a connection that can move). */
+    if (!c->data_in_output_filters) {
+        return APR_SUCCESS;
+    }
+    bb = apr_brigade_create(c->pool, c->bucket_alloc);
 
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
     return ap_pass_brigade(c->output_filters, bb);
@@ -819,7 +827,7 @@ static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
     if (proxy_n + pcc->len + extra + sizeof(*pre) > PC_CHAN_MAX_PAYLOAD) {
         return APR_ENOSPC;
     }
-    pre = apr_palloc(c->pool, sizeof(*pre));
+    pre = &pcc->pre;
     pre->keepalives = (uint32_t)c->keepalives;
     pre->flags = (between ? PC_PRE_BETWEEN : 0)
                  | (((uint32_t)pcc->way << PC_PRE_WAY_SHIFT)
