@@ -225,3 +225,25 @@ Listen 127.0.0.1:{port_extra}
         r = http_get(httpd.port("shared"), "/cgi-bin/id.cgi", host="a.test",
                      timeout=5)
         assert uid_of(r) == users["pcalice"].uid, (i, r)
+
+
+def test_affinity_child_killed_its_cpu_channel_waits_for_the_new_one(httpd,
+                                                                    users):
+    """SIGKILL one of pcalice's pinned children: connections passed to its
+    CPU's channel meanwhile wait for its replacement (pinned the same way)
+    and are served by pcalice; none is refused or lost."""
+    import signal
+    kids = start(httpd, users, "PerchildCPUAffinity On")
+    victim = kids["pcalice"][0]
+    cpus = cpus_of(victim)
+    os.kill(victim, signal.SIGKILL)
+    for i in range(40):
+        r = http_get(httpd.port("shared"), "/cgi-bin/id.cgi", host="a.test",
+                     timeout=10)
+        assert uid_of(r) == users["pcalice"].uid, (i, r)
+    now = wait_until(lambda: (lambda k: k if len(k.get("pcalice", [])) == 2
+                              and victim not in k["pcalice"] else None)(
+        children_by_user(httpd, users)), 10)
+    assert now, children_by_user(httpd, users)
+    assert sorted(cpus_of(p) for p in now["pcalice"]) == sorted(
+        [cpus, cpus_of(kids["pcalice"][1])])
