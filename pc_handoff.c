@@ -922,10 +922,16 @@ static void forget(conn_rec *c)
     c->keepalive = AP_CONN_CLOSE;
 }
 
-/* ... and the request is logged by the child that serves it. */
+/* ... and the request is logged by the child that serves it.  Its
+ * answer comes from there too: httpd's wind-down of it here (end of
+ * stream, end of request) goes straight to the connection's filters,
+ * which drop it, rather than through the protocol filters that would
+ * build a response header nobody sends. */
 static int forget_request(request_rec *r)
 {
     forget(r->connection);
+    r->proto_output_filters = r->connection->output_filters;
+    r->output_filters = r->proto_output_filters;
     apr_table_setn(r->notes, "perchild-passed", "1");
     return DONE;
 }
