@@ -106,6 +106,10 @@ DISPATCH_ALL = DISPATCH + "PerchildDispatchAll On\n"
 # Two listener buckets on two CPUs: pcalice's two children pinned one per
 # CPU with a channel each; the pools of one child take both buckets.
 AFFINE = VHOSTS + "ListenCoresBucketsRatio 1\nPerchildCPUAffinity On\n"
+# The same behind a dispatch pool of two children, one per CPU.
+DISPATCH_AFFINE = VHOSTS + SOLO + "DispatchUserID %s %s 2\n" % (
+    DISPATCH_USER, DISPATCH_USER) \
+    + "ListenCoresBucketsRatio 1\nPerchildCPUAffinity On\n"
 
 LOG_RE = re.compile(r'^(\d+) (\d+) (\d+) (\S+) "([^"]*)" "([^"]*)"$')
 TOKEN_RE = re.compile(r"[?&]t=([0-9a-f]+)")
@@ -181,10 +185,19 @@ def affine(httpd_factory, module):
     yield from serve_vhosts(httpd_factory, module, "affine", AFFINE)
 
 
-@pytest.fixture(scope="module", params=["direct", "dispatch", "affine"])
+@pytest.fixture(scope="module")
+def dispatch_affine(httpd_factory, module, dispatch_user):
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("PerchildCPUAffinity needs two CPUs")
+    yield from serve_vhosts(httpd_factory, module, "dispatchaffine",
+                            DISPATCH_AFFINE)
+
+
+@pytest.fixture(scope="module", params=["direct", "dispatch", "affine",
+                                        "dispatch_affine"])
 def srv(request):
     """Tests 1-4 run against the plain shared port, the same vhosts behind
-    a dispatch pool, and with listener buckets and CPU affinity."""
+    a dispatch pool, and both with listener buckets and CPU affinity."""
     return request.getfixturevalue({"direct": "shared"}.get(
         request.param, request.param))
 
