@@ -385,7 +385,9 @@ static void stop_graceful(void)
 {
     apr_time_t cutoff = 0;
 
+    /* No connection may wait in an accept queue nobody will serve. */
     ap_close_listeners();
+    pc_pools_close_buckets();
     signal_children(AP_MPM_PODX_GRACEFUL);
     ap_relieve_child_processes(note_child_killed);
     if (ap_graceful_shutdown_timeout) {

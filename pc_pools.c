@@ -630,6 +630,17 @@ static int listener_buckets(apr_pool_t *p, server_rec *s,
     return nb;
 }
 
+/* The parent's copies of buckets 1.. (httpd's ap_close_listeners only
+ * knows them in a generation that made them). */
+void pc_pools_close_buckets(void)
+{
+    int b;
+
+    for (b = 1; b < pc_retained->nbuckets && pc_retained->buckets; b++) {
+        ap_close_listeners_ex(pc_retained->buckets[b]);
+    }
+}
+
 /* Decides, for every listener, which pool's children accept it.  The
  * copies of a listener in other buckets follow the first: the bucket
  * lists are built in the same order. */

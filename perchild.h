@@ -143,6 +143,7 @@ pc_pool_t *pc_pools_get(int index);
 int pc_pools_pool_of_slot(int slot);
 int pc_pools_accepts(int pool, const pc_listener_t *pl);
 int pc_pools_takes_bucket(int pool, int slot, int bucket);
+void pc_pools_close_buckets(void);
 const char *pc_pools_label(const pc_pool_t *pool);
 
 /* pc_parent.c */

@@ -15,10 +15,12 @@ back.
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
-from pchelpers import (DEFAULT_USER, http_get, proc_status, wait_until)
+from pchelpers import (DEFAULT_USER, http_get, pid_alive, proc_status,
+                       wait_until)
 
 pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2,
                                 reason="needs two CPUs")
@@ -247,3 +249,35 @@ def test_affinity_child_killed_its_cpu_channel_waits_for_the_new_one(httpd,
     assert now, children_by_user(httpd, users)
     assert sorted(cpus_of(p) for p in now["pcalice"]) == sorted(
         [cpus, cpus_of(kids["pcalice"][1])])
+
+
+def test_graceful_stop_after_graceful_restart_closes_every_bucket(httpd,
+                                                                 users):
+    """After a graceful restart (the buckets' copies are kept), a
+    graceful-stop closes them all at once while a slow request finishes:
+    a new client is refused, not queued on a copy nobody accepts from."""
+    import socket
+    import threading
+    start(httpd, users, "GracefulShutdownTimeout 20")
+    httpd.graceful()
+    port = httpd.port("shared")
+    assert wait_until(lambda: http_get(port, "/cgi-bin/id.cgi",
+                                       host="b.test").status == 200, 10)
+    slow = {}
+    t = threading.Thread(target=lambda: slow.setdefault("r", http_get(
+        port, "/cgi-bin/sleep.cgi?6", host="b.test", timeout=20)))
+    t.start()
+    time.sleep(1)
+    parent = httpd.pid
+    rc, out = httpd.apache2("-k", "graceful-stop")
+    assert rc == 0, out
+    assert wait_until(lambda: not listen_inodes(port), 1.5), \
+        "still listening after graceful-stop: %s" % listen_inodes(port)
+    assert pid_alive(parent), "the parent should still wait for the slow " \
+        "request"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    t.join(20)
+    assert slow["r"].status == 200 and \
+        int(slow["r"].ident["uid"]) == users["pcbob"].uid, slow
+    assert wait_until(lambda: not pid_alive(parent), 15)
