@@ -79,6 +79,7 @@ typedef struct pc_source_t {
     int is_channel;
     int owned;               /* a listener of this pool only */
     int bucket;              /* a listener's bucket */
+    apr_uint32_t dropped;    /* a channel found shut down */
 } pc_source_t;
 
 static struct {
@@ -91,7 +92,6 @@ static struct {
     volatile int may_exit;       /* stop taking jobs */
     pthread_rwlock_t listeners_lock;  /* closing vs accepting */
     int stopfd;                  /* eventfd: wakes every idle worker */
-    apr_uint32_t chan_dropped;
     int ctl[2];                  /* self-pipe: reasons to stop */
     apr_uint32_t conns_left;     /* MaxConnectionsPerChild countdown */
     int limit_conns;
@@ -309,7 +309,7 @@ static void drop_channel(int chan)
 
 /* Takes one passed connection off the pool's channel into the worker's
  * own entry.  Returns 1 if there was one. */
-static int take_passed(pc_tslot_t *ts, const pc_source_t *src)
+static int take_passed(pc_tslot_t *ts, pc_source_t *src)
 {
     apr_status_t rv;
 
@@ -322,7 +322,7 @@ static int take_passed(pc_tslot_t *ts, const pc_source_t *src)
     if (rv == APR_SUCCESS) {
         return 1;
     }
-    if (rv == EPIPE && apr_atomic_cas32(&child.chan_dropped, 1, 0) == 0) {
+    if (rv == EPIPE && apr_atomic_cas32(&src->dropped, 1, 0) == 0) {
         drop_channel(src->fd);
     }
     return 0;
@@ -336,7 +336,7 @@ static int take_job(pc_tslot_t *ts)
     struct epoll_event ev;
 
     while (!child.may_exit && !conns_exhausted()) {
-        const pc_source_t *src;
+        pc_source_t *src;
         int n = epoll_wait(ts->epfd, &ev, 1, -1), fd;
 
         if (n != 1) {
@@ -379,10 +379,11 @@ static void add_source(int fd, int is_channel, int owned, int bucket)
  * the pool's hand-off channel. */
 static void collect_sources(void)
 {
-    int i, chan;
+    int i, nchan = pc_handoff_channel_fds(child.pool, NULL);
+    int *chans = apr_palloc(child.pchild, (nchan + 1) * sizeof(int));
 
-    child.sources = apr_pcalloc(child.pchild, (pc_conf->listeners->nelts + 1)
-                                              * sizeof(pc_source_t));
+    child.sources = apr_pcalloc(child.pchild, (pc_conf->listeners->nelts
+                                               + nchan) * sizeof(pc_source_t));
     for (i = 0; i < pc_conf->listeners->nelts; i++) {
         pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
                                            pc_listener_t);
@@ -397,9 +398,11 @@ static void collect_sources(void)
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
         add_source(fd, 0, pl->owner == child.pool, pl->bucket);
     }
-    chan = pc_handoff_channel_fd(child.pool);
-    if (chan >= 0) {
-        add_source(chan, 1, 0, 0);
+    /* The pool's channel (with PerchildCPUAffinity: this child's way's,
+     * and ways a graceful restart retired that map onto it). */
+    nchan = pc_handoff_channel_fds(child.pool, chans);
+    for (i = 0; i < nchan; i++) {
+        add_source(chans[i], 1, 0, 0);
     }
 }
 

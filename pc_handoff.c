@@ -67,12 +67,15 @@ static const char *const RECORD_FILTER = "PERCHILD_RECORD";
 static ap_filter_rec_t *record_filter_handle;
 
 /* Channels made by the parent, -1 where closed: pool p has chan_ways[p]
- * of them (one unless PerchildCPUAffinity splits it per CPU), from
- * chan_base[p] on.  num_chans counts pools. */
+ * of them from chan_base[p] on, of which senders use the first
+ * chan_live[p] (one unless PerchildCPUAffinity splits it per CPU); the
+ * rest are ways a graceful restart retired, still read for the old
+ * generation's senders.  num_chans counts pools. */
 static int *chan_recv;
 static int *chan_send;
 static int *chan_base;
 static int *chan_ways;
+static int *chan_live;
 static int num_chans;
 static int my_way;           /* child: which of its pool's channels */
 
@@ -230,7 +233,25 @@ static void close_unused_channels(pc_chan_table_t *t)
     }
 }
 
-/* Parent, once per generation (open_logs): every pool's channel. */
+/* How many ways identity uid:gid had open in the last generation. */
+static int ways_open(pc_chan_table_t *t, const pc_pool_t *pl)
+{
+    int i, n = 0;
+
+    for (i = 0; i < t->ents->nelts; i++) {
+        pc_chan_ent_t *e = &APR_ARRAY_IDX(t->ents, i, pc_chan_ent_t);
+        if (e->recv >= 0 && e->uid == pl->uid && e->gid == pl->gid
+            && e->way >= n) {
+            n = e->way + 1;
+        }
+    }
+    return n;
+}
+
+/* Parent, once per generation (open_logs): every pool's channels.  A
+ * graceful restart that leaves a pool fewer ways (fewer children or
+ * CPUs, PerchildCPUAffinity Off) keeps the retired ones: children of
+ * the old generation still pass connections to them. */
 int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s)
 {
     pc_chan_table_t *t = chan_table();
@@ -246,9 +267,14 @@ int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s)
     }
     chan_base = apr_palloc(pconf, n * sizeof(int));
     chan_ways = apr_palloc(pconf, n * sizeof(int));
+    chan_live = apr_palloc(pconf, n * sizeof(int));
     for (i = 0, total = 0; i < n; i++) {
+        int kept = pc_retained->mpm->was_graceful
+                   ? ways_open(t, pc_pools_get(i)) : 0;
+
         chan_base[i] = total;
-        chan_ways[i] = pc_affinity_ways(pc_pools_get(i));
+        chan_live[i] = pc_affinity_ways(pc_pools_get(i));
+        chan_ways[i] = kept > chan_live[i] ? kept : chan_live[i];
         total += chan_ways[i];
     }
     chan_recv = apr_palloc(pconf, total * sizeof(int));
@@ -286,8 +312,9 @@ static int needs_send_end(int pool, int to)
     return d < 0 || pool == d || to == d;
 }
 
-/* A child keeps its own pool's receiving end and the sending ends it may
- * use: it can read no other pool's channel. */
+/* A child keeps its own way's receiving ends (its way's and those of
+ * retired ways that map onto it) and the sending ends it may use: it can
+ * read no other pool's channel. */
 void pc_handoff_child_init(int pool, int way)
 {
     int i, w;
@@ -297,7 +324,8 @@ void pc_handoff_child_init(int pool, int way)
         for (w = 0; w < chan_ways[i]; w++) {
             int c = chan_base[i] + w;
 
-            if ((i != pool || w != way) && chan_recv[c] >= 0) {
+            if ((i != pool || w % chan_live[i] != way)
+                && chan_recv[c] >= 0) {
                 close(chan_recv[c]);
                 chan_recv[c] = -1;
             }
@@ -318,12 +346,12 @@ void pc_handoff_child_init(int pool, int way)
  * spreads evenly. */
 static int send_way(int pool, const pc_conn_t *pcc)
 {
-    int ways = chan_ways[pool];
+    int ways = chan_live[pool];
 
     if (ways < 2) {
         return 0;
     }
-    if ((pc_my_pool < 0 || chan_ways[pc_my_pool] < 2)
+    if ((pc_my_pool < 0 || chan_live[pc_my_pool] < 2)
         && pc_conf->num_buckets > 1 && pcc->way >= 0) {
         return pcc->way % ways;
     }
@@ -341,12 +369,24 @@ apr_size_t pc_handoff_bufsize(void)
     return PC_CHAN_MAX_PAYLOAD;
 }
 
-int pc_handoff_channel_fd(int pool)
+int pc_handoff_channel_fds(int pool, int *fds)
 {
-    if (pool < 0 || pool >= num_chans || my_way >= chan_ways[pool]) {
-        return -1;
+    int w, n = 0;
+
+    if (pool < 0 || pool >= num_chans) {
+        return 0;
     }
-    return chan_recv[chan_base[pool] + my_way];
+    for (w = 0; w < chan_ways[pool]; w++) {
+        int fd = chan_recv[chan_base[pool] + w];
+
+        if (fd >= 0 && w % chan_live[pool] == my_way) {
+            if (fds != NULL) {
+                fds[n] = fd;
+            }
+            n++;
+        }
+    }
+    return n;
 }
 
 /* A passed descriptor must be a connected TCP stream socket; a tenant
@@ -655,7 +695,7 @@ static int pool_can_take(int pool, const pc_conn_t *pcc)
     int queued = 0;
     long limit = (long)pl->slots * pc_conf->threads_per_child
                  * PC_QUEUE_BYTES_PER_THREAD
-                 / (chan_ways[pool] > 0 ? chan_ways[pool] : 1);
+                 / (chan_live[pool] > 0 ? chan_live[pool] : 1);
 
     /* -X (ONE_PROCESS) runs pool 0 alone: nobody reads the others. */
     if (pc_one_process || pl->slots == 0 || pc_parent_pool_down(pool)) {

@@ -51,8 +51,9 @@ int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s);
  * this child reads, see pc_affinity.h). */
 void pc_handoff_child_init(int pool, int way);
 
-/* The descriptor idle workers wait on for passed connections, or -1. */
-int pc_handoff_channel_fd(int pool);
+/* The descriptors idle workers wait on for passed connections: stores
+ * them in fds (unless NULL) and returns how many. */
+int pc_handoff_channel_fds(int pool, int *fds);
 
 /* Receives one passed connection (non-blocking) into 'buf' (of
  * pc_handoff_bufsize() bytes).  APR_SUCCESS fills 'out'; anything else
