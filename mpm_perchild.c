@@ -99,7 +99,11 @@ static const char *perchild_get_name(void)
 static int perchild_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                                apr_pool_t *ptemp)
 {
-    const char *key = "mpm_perchild_module";
+    /* The layout is part of the key: a graceful restart into a rebuilt
+     * module whose retained data differs starts afresh rather than read
+     * the old allocation with the new layout. */
+    const char *key = apr_psprintf(ptemp, "mpm_perchild_module/%lu",
+                                   (unsigned long)sizeof(pc_retained_t));
     int debug = ap_exists_config_define("DEBUG");
     int foreground, no_detach;
     apr_status_t rv;

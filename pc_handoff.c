@@ -156,8 +156,13 @@ typedef struct pc_chan_table_t {
 
 static pc_chan_table_t *chan_table(void)
 {
-    const char *key = "mpm_perchild_channels";
-    pc_chan_table_t *t = ap_retained_data_get(key);
+    /* Keyed by the entry's size, as the MPM's own retained data. */
+    char key[48];
+    pc_chan_table_t *t;
+
+    apr_snprintf(key, sizeof(key), "mpm_perchild_channels/%lu",
+                 (unsigned long)sizeof(pc_chan_ent_t));
+    t = ap_retained_data_get(key);
 
     if (t == NULL) {
         t = ap_retained_data_create(key, sizeof(*t));
