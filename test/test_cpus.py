@@ -281,3 +281,41 @@ def test_graceful_stop_after_graceful_restart_closes_every_bucket(httpd,
     assert slow["r"].status == 200 and \
         int(slow["r"].ident["uid"]) == users["pcbob"].uid, slow
     assert wait_until(lambda: not pid_alive(parent), 15)
+
+
+def seqpackets(pid):
+    """How many SOCK_SEQPACKET unix sockets (hand-off channel ends) pid
+    holds."""
+    out = subprocess.run(["ss", "-xapH"], capture_output=True,
+                         text=True).stdout
+    return sum(len(re.findall(r"pid=%d," % pid, line))
+               for line in out.splitlines() if line.startswith("u_seq"))
+
+
+def test_graceful_restart_to_fewer_ways_keeps_the_retired_channel(httpd,
+                                                                  users):
+    """PerchildCPUAffinity On -> Off by graceful restart: pcalice's pool
+    goes from two channels to one that senders use, but its new children
+    still read the retired one (old-generation children may pass to it),
+    and the other pools keep its sending end."""
+    start(httpd, users, "PerchildCPUAffinity On")
+    httpd.write_config(CONF % "PerchildCPUAffinity Off")
+    gen = httpd.graceful()
+    new = {pid for _, pid, g, _ in httpd.started() if g == gen}
+    kids = wait_until(lambda: (lambda k: k if len(
+        [p for p in k.get("pcalice", []) if p in new]) == 2 else None)(
+        children_by_user(httpd, users)), 15)
+    assert kids, children_by_user(httpd, users)
+    # pcalice's child: both of its pool's receiving ends (2), the sending
+    # ends of pcbob's and the User/Group pool's channels (2).
+    for pid in (p for p in kids["pcalice"] if p in new):
+        assert cpus_of(pid) == cpus_of(httpd.pid), "still pinned"
+        assert seqpackets(pid) == 4, (pid, seqpackets(pid))
+    # pcbob's child: its own receiving end, both of pcalice's sending
+    # ends, the User/Group pool's sending end.
+    (bob,) = [p for p in kids["pcbob"] if p in new]
+    assert seqpackets(bob) == 4, seqpackets(bob)
+    for i in range(20):
+        r = http_get(httpd.port("shared"), "/cgi-bin/id.cgi", host="a.test",
+                     timeout=5)
+        assert uid_of(r) == users["pcalice"].uid, (i, r)
