@@ -119,6 +119,7 @@ typedef struct pc_conn_t {
      * about to sleep, instead of both running through httpd's wind-down
      * of a request that is no longer ours. */
     int out_pool;            /* -1: nothing pending */
+    int out_way;             /* which of its channels (send_way) */
     int out_between;         /* given back between two requests */
     int out_head_only;       /* HEAD: a refusal has no body */
     struct iovec out[4];
@@ -357,16 +358,16 @@ static int send_way(int pool, const pc_conn_t *pcc)
         return 0;
     }
     if ((pc_my_pool < 0 || chan_live[pc_my_pool] < 2)
-        && pc_conf->num_buckets > 1 && pcc->way >= 0) {
+        && pc_conf->num_buckets > 1) {
         return pcc->way % ways;
     }
     return pc_affinity_sender_way(ways);
 }
 
-/* The sending end for 'pool', or -1. */
-static int send_end(int pool, const pc_conn_t *pcc)
+/* The sending end of way 'way' of 'pool', or -1. */
+static int send_end(int pool, int way)
 {
-    return chan_send[chan_base[pool] + send_way(pool, pcc)];
+    return chan_send[chan_base[pool] + way];
 }
 
 apr_size_t pc_handoff_bufsize(void)
@@ -621,6 +622,7 @@ static void give_back(request_rec *r, conn_rec *c, pc_conn_t *pcc)
     apr_status_t rv;
 
     pcc->len = 0;
+    pcc->out_way = send_way(pc_conf->dispatch_pool, pcc);
     rv = prepare_record(c, pcc, pc_conf->dispatch_pool, 1);
     if (rv != APR_SUCCESS) {
         ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
@@ -694,7 +696,7 @@ static int refuse(request_rec *r, const pc_pool_t *want, const char *why)
  * holds more records than its threads can soon take: then the pool is
  * stuck or overloaded, and 503 now beats a client waiting in a queue.
  * A pool merely (re)starting is fine: records wait for its child. */
-static int pool_can_take(int pool, const pc_conn_t *pcc)
+static int pool_can_take(int pool, int way)
 {
     pc_pool_t *pl = pc_pools_get(pool);
     int queued = 0;
@@ -708,7 +710,7 @@ static int pool_can_take(int pool, const pc_conn_t *pcc)
     }
     /* SIOCOUTQ on the shared sending end: all senders' unread records
      * (of this CPU's channel, with PerchildCPUAffinity). */
-    if (ioctl(send_end(pool, pcc), SIOCOUTQ, &queued) == 0
+    if (ioctl(send_end(pool, way), SIOCOUTQ, &queued) == 0
         && queued > (limit > 65536 ? limit : 65536)) {
         return 0;
     }
@@ -937,7 +939,7 @@ void pc_handoff_finish(conn_rec *c)
     }
     want = pc_pools_get(pcc->out_pool);
     apr_os_sock_get(&fd, sock);
-    rv = pc_chan_send(send_end(pcc->out_pool, pcc), fd, pcc->hops + 1,
+    rv = pc_chan_send(send_end(pcc->out_pool, pcc->out_way), fd, pcc->hops + 1,
                       pcc->out, 4, PC_SEND_TIMEOUT_MS);
     pcc->out_pool = -1;
     if (rv == APR_SUCCESS) {
@@ -1001,7 +1003,8 @@ static int pass_on(request_rec *r, int owner)
     if (pcc->hops >= PC_MAX_HOPS) {
         return refuse(r, want, "it was passed on too often");
     }
-    if (!pool_can_take(owner, pcc)) {
+    pcc->out_way = send_way(owner, pcc);
+    if (!pool_can_take(owner, pcc->out_way)) {
         return refuse(r, want, "the owner pool is down or overloaded");
     }
     rv = prepare_record(r->connection, pcc, owner, 0);
