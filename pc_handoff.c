@@ -76,6 +76,8 @@ static int *chan_send;
 static int *chan_base;
 static int *chan_ways;
 static int *chan_live;
+static apr_time_t *chan_checked;     /* this process's last look at the
+                                     * channel's queue that found room */
 static int num_chans;
 static int my_way;           /* child: which of its pool's channels */
 
@@ -285,6 +287,7 @@ int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s)
     }
     chan_recv = apr_palloc(pconf, total * sizeof(int));
     chan_send = apr_palloc(pconf, total * sizeof(int));
+    chan_checked = apr_pcalloc(pconf, total * sizeof(apr_time_t));
     for (i = 0; i < n; i++) {
         for (w = 0; w < chan_ways[i]; w++) {
             int rv = 0;
@@ -395,11 +398,12 @@ int pc_handoff_channel_fds(int pool, int *fds)
     return n;
 }
 
-/* A passed descriptor must be a connected TCP stream socket; a tenant
- * could send anything down the channel.  Keeps the peer's address. */
-static int passed_fd_ok(int fd, struct sockaddr_storage *peer)
+/* A passed descriptor must be a TCP stream socket; a tenant could send
+ * anything down the channel.  Keeps its local address (the family tells
+ * IPv4 from IPv6); pc_handoff_wrap() checks it is connected. */
+static int passed_fd_ok(int fd, struct sockaddr_storage *local)
 {
-    socklen_t len = sizeof(*peer);
+    socklen_t len = sizeof(*local);
     int type = 0;
     socklen_t tlen = sizeof(type);
 
@@ -408,10 +412,47 @@ static int passed_fd_ok(int fd, struct sockaddr_storage *peer)
         || type != SOCK_STREAM) {
         return 0;
     }
-    if (getpeername(fd, (struct sockaddr *)peer, &len) == -1) {
+    if (getsockname(fd, (struct sockaddr *)local, &len) == -1) {
         return 0;
     }
-    return peer->ss_family == AF_INET || peer->ss_family == AF_INET6;
+    return local->ss_family == AF_INET || local->ss_family == AF_INET6;
+}
+
+static void log_not_tcp(void)
+{
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                 "PC0312: refused a hand-off record whose descriptor "
+                 "is not a connected TCP socket");
+}
+
+apr_status_t pc_handoff_wrap(apr_socket_t **sock, pc_passed_t *passed,
+                             apr_pool_t *p)
+{
+    apr_os_sock_info_t info;
+    apr_sockaddr_t *peer;
+    apr_status_t rv;
+
+    memset(&info, 0, sizeof(info));
+    info.os_sock = &passed->fd;
+    info.local = (struct sockaddr *)&passed->local;
+    info.family = passed->local.ss_family;
+    info.type = SOCK_STREAM;
+    /* No remote: APR looks the peer up even when given one.  Its one
+     * getpeername() doubles as the check that the socket is connected;
+     * the pool's cleanup closes the descriptor from here on. */
+    if ((rv = apr_os_sock_make(sock, &info, p)) != APR_SUCCESS) {
+        close(passed->fd);
+        return rv;
+    }
+    rv = apr_socket_addr_get(&peer, APR_REMOTE, *sock);
+    if (rv == APR_SUCCESS && peer->family != info.family) {
+        rv = APR_EINVAL;
+    }
+    if (rv != APR_SUCCESS) {
+        log_not_tcp();
+        apr_socket_close(*sock);
+    }
+    return rv;
 }
 
 apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out)
@@ -429,10 +470,8 @@ apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out)
                      "PC0311: refused a malformed hand-off record");
         return rv;
     }
-    if (!passed_fd_ok(fd, &out->peer)) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
-                     "PC0312: refused a hand-off record whose descriptor "
-                     "is not a connected TCP socket");
+    if (!passed_fd_ok(fd, &out->local)) {
+        log_not_tcp();
         close(fd);
         return APR_EGENERAL;
     }
@@ -690,6 +729,35 @@ static int refuse(request_rec *r, const pc_pool_t *want, const char *why)
 /* Bytes of records a pool may have waiting per worker thread before a
  * sender calls it overloaded: about two small records each. */
 #define PC_QUEUE_BYTES_PER_THREAD 4096
+/* How long a look that found room in a channel holds: a queue cannot
+ * grow to its limit (over a thousand records) in that time, and the
+ * look is a system call per hand-off otherwise. */
+#define PC_QUEUE_CHECK_INTERVAL apr_time_from_msec(2)
+
+/* Does the channel's queue leave room?  SIOCOUTQ on the shared sending
+ * end: all senders' unread records (of this CPU's channel, with
+ * PerchildCPUAffinity).  Threads race on 'checked' harmlessly: at worst
+ * two of them look. */
+static int queue_has_room(int pool, int way)
+{
+    pc_pool_t *pl = pc_pools_get(pool);
+    apr_time_t now = apr_time_now();
+    apr_time_t *checked = &chan_checked[chan_base[pool] + way];
+    long limit = (long)pl->slots * pc_conf->threads_per_child
+                 * PC_QUEUE_BYTES_PER_THREAD
+                 / (chan_live[pool] > 0 ? chan_live[pool] : 1);
+    int queued = 0;
+
+    if (now - *checked < PC_QUEUE_CHECK_INTERVAL && now >= *checked) {
+        return 1;
+    }
+    if (ioctl(send_end(pool, way), SIOCOUTQ, &queued) == 0
+        && queued > (limit > 65536 ? limit : 65536)) {
+        return 0;
+    }
+    *checked = now;
+    return 1;
+}
 
 /* Can 'pool' take a connection now?  Not when the parent keeps it down
  * (it cannot start, or crashes in a loop), nor when its channel already
@@ -699,22 +767,12 @@ static int refuse(request_rec *r, const pc_pool_t *want, const char *why)
 static int pool_can_take(int pool, int way)
 {
     pc_pool_t *pl = pc_pools_get(pool);
-    int queued = 0;
-    long limit = (long)pl->slots * pc_conf->threads_per_child
-                 * PC_QUEUE_BYTES_PER_THREAD
-                 / (chan_live[pool] > 0 ? chan_live[pool] : 1);
 
     /* -X (ONE_PROCESS) runs pool 0 alone: nobody reads the others. */
     if (pc_one_process || pl->slots == 0 || pc_parent_pool_down(pool)) {
         return 0;
     }
-    /* SIOCOUTQ on the shared sending end: all senders' unread records
-     * (of this CPU's channel, with PerchildCPUAffinity). */
-    if (ioctl(send_end(pool, way), SIOCOUTQ, &queued) == 0
-        && queued > (limit > 65536 ? limit : 65536)) {
-        return 0;
-    }
-    return 1;
+    return queue_has_room(pool, way);
 }
 
 /* The core input filter's read-ahead brigade, or NULL. */

@@ -38,8 +38,13 @@ typedef struct pc_passed_t {
     apr_uint32_t pre_flags;
     char *bytes;
     apr_size_t len;
-    struct sockaddr_storage peer;   /* the client, read once */
+    struct sockaddr_storage local;  /* the server's end of it */
 } pc_passed_t;
+
+/* Makes the passed descriptor httpd's socket in 'p', or refuses it
+ * (logged, closed) if it is not connected. */
+apr_status_t pc_handoff_wrap(apr_socket_t **sock, pc_passed_t *passed,
+                             apr_pool_t *p);
 
 /* Size of the buffer a receiving worker needs. */
 apr_size_t pc_handoff_bufsize(void);
