@@ -548,15 +548,30 @@ def run_wrk(server, sc, duration, hosts=HOSTS):
     return res
 
 
+def machine_busy_ticks():
+    """Jiffies all CPUs spent on anything but idling, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: not idle, iowait
+    return sum(v[:8]) - v[3] - v[4]
+
+
 def cell(server, sc, duration):
     t0 = cpu_ticks(server.pid)
     cs0 = ctx_switches(server.pid)
+    b0, w0 = machine_busy_ticks(), time.monotonic()
     res = run_wrk(server, sc, duration)
+    b1, w1 = machine_busy_ticks(), time.monotonic()
     cs1 = ctx_switches(server.pid)
     t1 = cpu_ticks(server.pid)
     hz = os.sysconf("SC_CLK_TCK")
     ticks = sum(t1[p] - t0[p] for p in t1 if p in t0)
     res["server_cpu_s"] = ticks / hz
+    # What neither the server nor wrk used: other work on the machine
+    # (a share of the CPUs' time, 0 on an otherwise idle machine).
+    res["other_cpu_share"] = max(0.0, ((b1 - b0) / hz - res["server_cpu_s"]
+                                       - res["client_cpu_s"])
+                                 / ((w1 - w0) * os.cpu_count()))
     n = max(res["requests"], 1)
     res["server_us_per_req"] = res["server_cpu_s"] * 1e6 / n
     res["client_us_per_req"] = res["client_cpu_s"] * 1e6 / n
@@ -914,10 +929,16 @@ def report(results, quick):
                x >= 0.9)
     if tg:
         log(table(["target", "measured", ""], tg))
-    log("elapsed: %.0f s; load average at the end: %s (this machine has "
-        "%d CPUs: a load above that means something else competed for "
-        "them)" % (results["elapsed_s"], " ".join(results.get(
-            "loadavg_end", [])), os.cpu_count()))
+    log("elapsed: %.0f s; load average at the end: %s (wrk's threads "
+        "count in it)" % (results["elapsed_s"], " ".join(results.get(
+            "loadavg_end", []))))
+    other = [c["other_cpu_share"] for c in results["cells"]
+             if "other_cpu_share" in c]
+    if other:
+        log("CPU time used by neither the servers nor wrk during the "
+            "cells: median %.1f%%, highest %.1f%% of the machine (more "
+            "than a few %% means other work competed: rerun)"
+            % (100 * median(other), 100 * max(other)))
 
 
 if __name__ == "__main__":
