@@ -37,6 +37,7 @@ import select
 import resource
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -1522,6 +1523,81 @@ def test_shut_down_channel_replaced_at_graceful(sabotage, users):
     h.graceful()
     wait_ready(h)
     assert "PC0315" in h.error_log(), error_excerpt(h)
+    for _ in range(3):
+        first, second = _switch(h, users)
+        assert verdict(first, "a.test", users) is None, first
+        assert verdict(second, "c.test", users) is None, second
+
+
+@pytest.fixture
+def hostile(httpd_factory, module):
+    yield from serve_vhosts(httpd_factory, module, "hostile", VHOSTS)
+
+
+def _take_fd(pid, fd):
+    """A copy of descriptor `fd` of process `pid` (pidfd_getfd)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        dup = libc.syscall(438, pidfd, fd, 0)
+        assert dup >= 0, os.strerror(ctypes.get_errno())
+        return dup
+    finally:
+        os.close(pidfd)
+
+
+def _record(host):
+    """A well-formed channel record (header + preamble + request head)."""
+    payload = struct.pack("=II", 0, 0) + (
+        "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (ID, host)).encode()
+    return struct.pack("=IHHII", 0x50434831, 1, 1, len(payload), 0) + payload
+
+
+def _open_fds(pids):
+    return {p: len(os.listdir("/proc/%d/fd" % p)) for p in pids}
+
+
+def test_hostile_descriptors_refused(hostile, users):
+    """A tenant's child can write well-formed records into another pool's
+    channel.  With a descriptor that is not a connected TCP socket (a
+    pipe, a UDP socket, a Unix stream socket, a listening and an
+    unconnected TCP socket: the last two pass every check before APR's
+    own getpeername) pccarol's children log PC0312 for each, close what
+    they got (no descriptor kept) and keep serving."""
+    h = hostile
+    pid, fd = _sending_end(h, "pccarol", "pcalice")
+    chan = socket.socket(fileno=_take_fd(pid, fd))
+    carol = set(pids_of(h, "pccarol"))
+    before = _open_fds(carol)
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.connect(("127.0.0.1", 9))
+    unix_a, unix_b = socket.socketpair()
+    unconnected = socket.socket()
+    rd, wr = os.pipe()
+    bad = [rd, udp.fileno(), unix_a.fileno(), listening.fileno(),
+           unconnected.fileno()]
+    try:
+        for f in bad:
+            chan.sendmsg([_record("c.test")], [(
+                socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", f))])
+        assert wait_until(lambda: h.error_log().count("PC0312") >= len(bad),
+                          10), error_excerpt(h)
+        assert h.error_log().count("PC0312") == len(bad), error_excerpt(h)
+        # Nothing was served on them: the listening socket has no
+        # connection queued, and the pipe got no answer.
+        assert select.select([rd, listening], [], [], 0.2)[0] == []
+        assert wait_until(lambda: _open_fds(carol) == before, 5), \
+            (before, _open_fds(carol))
+    finally:
+        chan.close()
+        for s in (listening, udp, unix_a, unix_b, unconnected):
+            s.close()
+        os.close(rd)
+        os.close(wr)
+    assert set(pids_of(h, "pccarol")) == carol
     for _ in range(3):
         first, second = _switch(h, users)
         assert verdict(first, "a.test", users) is None, first
