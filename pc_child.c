@@ -576,7 +576,7 @@ static int wait_for_stop(void)
     struct pollfd pfd[2];
 
     if (child.pod != NULL) {
-        /* Every child polls the one pipe; only one reads each byte. */
+        /* The pool's children poll its pipe; one reads each byte. */
         apr_os_file_get(&podfd, child.pod->pod_in);
         fcntl(podfd, F_SETFL, fcntl(podfd, F_GETFL) | O_NONBLOCK);
     }
@@ -587,17 +587,42 @@ static int wait_for_stop(void)
         pfd[0].events = POLLIN;
         pfd[1].fd = podfd;
         pfd[1].events = POLLIN;
+        pfd[1].revents = 0;
         if (poll(pfd, podfd >= 0 ? 2 : 1, -1) == -1) {
             continue;
         }
         if ((pfd[0].revents & POLLIN) && read(child.ctl[0], &c, 1) == 1) {
             return c == 'g';
         }
-        if (podfd >= 0 && (pfd[1].revents & POLLIN)) {
+        if (pfd[1].revents & POLLIN) {
             int rv = ap_mpm_podx_check(child.pod);
             if (rv == AP_MPM_PODX_GRACEFUL || rv == AP_MPM_PODX_RESTART) {
                 return rv == AP_MPM_PODX_GRACEFUL;
             }
+        }
+        else if (pfd[1].revents & (POLLHUP | POLLERR)) {
+            /* Only the parent writes the pipe: it has ended this
+             * generation (its bytes are all read) or it is gone. */
+            return 1;
+        }
+    }
+}
+
+/* Keeps the reading end of this pool's pipe of death and nothing else
+ * of the pipes: a writing end would let a tenant stop any child of its
+ * pool at will, another pool's pipe would let it stop theirs. */
+static void keep_own_pod(int pool)
+{
+    int i;
+
+    child.pod = NULL;
+    for (i = 0; pc_pods != NULL && i < pc_conf->pools->nelts; i++) {
+        apr_file_close(pc_pods[i]->pod_out);
+        if (i == pool) {
+            child.pod = pc_pods[i];
+        }
+        else {
+            apr_file_close(pc_pods[i]->pod_in);
         }
     }
 }
@@ -668,6 +693,7 @@ static void init_child(int slot, int pool)
     }
 #endif
     close_unowned_listeners();
+    keep_own_pod(pool);
     pc_handoff_child_init(pool, pc_one_process ? 0
                                 : pc_affinity_pin_child(pl, slot));
     pc_logs_child_init(pool);
@@ -702,7 +728,6 @@ void pc_child_main(int slot, int pool)
     apr_status_t rv;
     int graceful;
 
-    child.pod = pc_pod;
     init_child(slot, pool);
     setup_signals();
     ap_run_child_init(child.pchild, ap_server_conf);

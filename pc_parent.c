@@ -180,12 +180,15 @@ static void note_child_started(int slot, pid_t pid)
                  ", gen %d, pool %s", slot, pid, (int)gen, slot_label(slot));
 }
 
-/* Tells every child of this generation, through the pipe of death, to
- * stop gracefully or at once. */
+/* Tells every child of this generation, through its pool's pipe of
+ * death, to stop gracefully or at once: a byte for each of the pool's
+ * slots, as each live child reads one. */
 static void signal_children(ap_podx_restart_t mode)
 {
-    if (pc_pod != NULL) {
-        ap_mpm_podx_killpg(pc_pod, pc_retained->max_daemons_limit, mode);
+    int i;
+
+    for (i = 0; pc_pods != NULL && i < pc_conf->pools->nelts; i++) {
+        ap_mpm_podx_killpg(pc_pods[i], pc_pools_get(i)->slots, mode);
     }
 }
 

@@ -119,7 +119,10 @@ extern pc_conf_t *pc_conf;
 extern pc_retained_t *pc_retained;
 extern int pc_one_process;
 extern apr_pool_t *pc_pconf;
-extern ap_pod_t *pc_pod;         /* this generation's pipe of death */
+/* This generation's pipes of death, one per pool (NULL with -X): a
+ * child keeps only its own pool's reading end, so no tenant can stop
+ * another tenant's children or eat the bytes meant for them. */
+extern ap_pod_t **pc_pods;
 
 /* The pool this process serves: -1 in the parent. */
 extern int pc_my_pool;

@@ -94,3 +94,47 @@ def test_requests_still_logged_in_own_vhost_log(srv):
         (logs / "bob-access.log").read_text())
     assert "b.test" not in (logs / "alice-access.log").read_text()
     assert "a.test" not in (logs / "bob-access.log").read_text()
+
+
+def pipes(pid):
+    """{pipe inode: set of modes ('r'/'w')} that `pid` holds open."""
+    out = {}
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            link = os.readlink(os.path.join(d, fd))
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                flags = int(f.read().split("flags:")[1].split()[0], 8)
+        except (OSError, IndexError, ValueError):
+            continue
+        if link.startswith("pipe:["):
+            mode = "w" if flags & os.O_WRONLY else "r"
+            out.setdefault(int(link[6:-1]), set()).add(mode)
+    return out
+
+
+def test_pipes_of_death_per_pool_read_only(srv, users):
+    """The parent's pipe of death tells children to stop.  A tenant's
+    child holds no writing end of any pipe the parent holds (it could
+    stop its pool's children at will), and no pipe at all that a child
+    of another pool holds (it could stop theirs, or eat the parent's
+    bytes meant for them): one pipe per pool, read end only."""
+    assert wait_until(lambda: len({c.uid for c in srv.children()}) == 4,
+                      10), srv.children()
+    parent = pipes(srv.pid)
+    kids = [(c.uid, pipes(c.pid)) for c in srv.children()]
+    for uid, held in kids:
+        for inode, modes in held.items():
+            if inode in parent:
+                assert modes == {"r"}, \
+                    "uid %d holds the parent's pipe %d as %s" % (
+                        uid, inode, modes)
+        for other_uid, other in kids:
+            if other_uid != uid:
+                shared = set(held) & set(other)
+                assert not shared, "uids %d and %d share pipes %s" % (
+                    uid, other_uid, shared)
+    # Every child does hold a pipe of death (the parent's, read end).
+    assert all(set(held) & set(parent) for _, held in kids), kids
+    r = http_get(srv.port("default"), "/", host="b.test")
+    assert r.status is not None, r

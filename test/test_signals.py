@@ -1,5 +1,7 @@
 """-k graceful, restart, graceful-stop and stop, with requests in flight."""
 
+import os
+import signal
 import threading
 import time
 
@@ -164,3 +166,15 @@ def test_stop(server):
     for port in server.ports.values():
         assert http_get(port, "/", timeout=2).status is None, \
             "port %d still answers" % port
+
+
+def test_orphaned_children_stop(server):
+    """If the parent dies (SIGKILL: no chance to stop anyone), its
+    children see their pool's pipe of death close and stop gracefully
+    instead of serving on with nobody to respawn or restart them."""
+    children = {c.pid for c in server.children()}
+    assert children
+    os.kill(server.pid, signal.SIGKILL)
+    assert wait_until(lambda: not any(pid_alive(p) for p in children), 15), \
+        "orphaned children still alive: %s" % [p for p in children
+                                               if pid_alive(p)]
