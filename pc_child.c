@@ -700,6 +700,11 @@ static void init_child(int slot, int pool)
     ap_reopen_scoreboard(child.pchild, NULL, 0);
 
     if (!pc_one_process) {
+        if ((rv = pc_parent_child_init()) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, ap_server_conf,
+                         "PC0410: cannot map the pool state read-only");
+            clean_child_exit(APEXIT_CHILDFATAL);
+        }
         rv = drop_privileges(pl);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, ap_server_conf,

@@ -28,10 +28,15 @@
 #include "http_main.h"
 #include "apr_strings.h"
 #include "apr_atomic.h"
-#include "apr_shm.h"
 
 #include <unistd.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010      /* Linux 5.1 */
+#endif
 
 APLOG_USE_MODULE(mpm_perchild);
 
@@ -46,8 +51,12 @@ APLOG_USE_MODULE(mpm_perchild);
 static apr_time_t *slot_started;   /* when each slot's child was forked */
 static int *pool_disabled;         /* 1: cannot drop privileges */
 /* In shared memory, so that children see it: 1 while a pool is disabled
- * or held off. */
+ * or held off.  Only the parent may write it (a tenant that could would
+ * have another pool's vhosts answered 503 everywhere): a sealed memfd,
+ * which children map again read-only. */
 static volatile apr_uint32_t *pool_down;
+static int pool_down_fd = -1;
+static apr_size_t pool_down_len;
 
 int pc_parent_pool_down(int pool)
 {
@@ -62,10 +71,70 @@ static void set_pool_down(int pool, int down)
     }
 }
 
+static apr_status_t unmap_pool_down(void *data)
+{
+    if (pool_down != NULL) {
+        munmap((void *)pool_down, pool_down_len);
+        pool_down = NULL;
+    }
+    if (pool_down_fd >= 0) {
+        close(pool_down_fd);
+        pool_down_fd = -1;
+    }
+    return APR_SUCCESS;
+}
+
+/* The parent's writable mapping, made before the seal: the seal forbids
+ * every later writable mapping, write(2) and growing or shrinking. */
+static void map_pool_down(int n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    void *p;
+
+    pool_down_len = ((n * sizeof(apr_uint32_t)) / page + 1) * page;
+    pool_down_fd = memfd_create("perchild-pool-state",
+                                MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (pool_down_fd < 0 || ftruncate(pool_down_fd, pool_down_len) != 0) {
+        unmap_pool_down(NULL);
+        return;
+    }
+    p = mmap(NULL, pool_down_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+             pool_down_fd, 0);
+    if (p == MAP_FAILED || fcntl(pool_down_fd, F_ADD_SEALS, F_SEAL_SHRINK
+                                 | F_SEAL_GROW | F_SEAL_FUTURE_WRITE) != 0) {
+        if (p != MAP_FAILED) {
+            munmap(p, pool_down_len);
+        }
+        unmap_pool_down(NULL);
+        return;
+    }
+    pool_down = p;
+    apr_pool_cleanup_register(pc_pconf, NULL, unmap_pool_down,
+                              apr_pool_cleanup_null);
+}
+
+int pc_parent_child_init(void)
+{
+    void *p;
+
+    if (pool_down == NULL) {
+        return 0;
+    }
+    /* In place of the inherited writable mapping: one made after the
+     * seal, which mprotect() cannot make writable again. */
+    p = mmap((void *)pool_down, pool_down_len, PROT_READ,
+             MAP_SHARED | MAP_FIXED, pool_down_fd, 0);
+    close(pool_down_fd);
+    pool_down_fd = -1;
+    if (p == MAP_FAILED) {
+        return errno;
+    }
+    return 0;
+}
+
 static void ensure_pool_state(void)
 {
     int n = pc_conf->pools->nelts;
-    apr_shm_t *shm;
 
     /* Hold-offs survive graceful restarts only while the pool count
      * stays; a changed configuration starts afresh. */
@@ -79,11 +148,11 @@ static void ensure_pool_state(void)
     slot_started = apr_pcalloc(pc_pconf, pc_conf->server_limit
                                          * sizeof(apr_time_t));
     pool_disabled = apr_pcalloc(pc_pconf, n * sizeof(int));
-    pool_down = NULL;
-    if (apr_shm_create(&shm, n * sizeof(apr_uint32_t), NULL, pc_pconf)
-        == APR_SUCCESS) {
-        pool_down = apr_shm_baseaddr_get(shm);
-        memset((void *)pool_down, 0, n * sizeof(apr_uint32_t));
+    if (pool_down == NULL) {
+        map_pool_down(n);
+    }
+    else {
+        memset((void *)pool_down, 0, pool_down_len);
     }
 }
 

@@ -154,6 +154,9 @@ int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s);
 /* Shared with the children: is the parent keeping 'pool' down (it cannot
  * start, or crashes in a loop)?  Then passing to it is pointless. */
 int pc_parent_pool_down(int pool);
+/* Child, right after fork: the shared pool state becomes read-only for
+ * good.  Returns 0 or an errno. */
+int pc_parent_child_init(void);
 
 /* pc_child.c */
 void pc_child_main(int slot, int pool) __attribute__((noreturn));

@@ -6,6 +6,7 @@ write into them), while each pool's own requests still land in its own
 logs.  Guards pc_logs.c."""
 
 import os
+import re
 
 import pytest
 
@@ -138,3 +139,35 @@ def test_pipes_of_death_per_pool_read_only(srv, users):
     assert all(set(held) & set(parent) for _, held in kids), kids
     r = http_get(srv.port("default"), "/", host="b.test")
     assert r.status is not None, r
+
+
+def pool_state_mappings(pid):
+    """VmFlags of each mapping of perchild's pool state memfd in `pid`."""
+    out = []
+    with open("/proc/%d/smaps" % pid) as f:
+        current = None
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                current = "memfd:perchild-pool-state" in line
+            elif line.startswith("VmFlags:") and current:
+                out.append(set(line.split()[1:]))
+    return out
+
+
+def test_pool_state_read_only_in_children(srv, users):
+    """Which pools the parent keeps down lives in memory shared with the
+    children; a tenant that could write it would have another pool's
+    vhosts answered 503 by everyone.  Children map it without write
+    permission and without the right to get it back (no 'mw' flag: the
+    memfd is sealed against new writable mappings), and hold no
+    descriptor of it; the parent's mapping is the writable one."""
+    assert wait_until(lambda: len({c.uid for c in srv.children()}) == 4,
+                      10), srv.children()
+    parent = pool_state_mappings(srv.pid)
+    assert parent and all({"wr", "mw"} <= f for f in parent), parent
+    for c in srv.children():
+        maps = pool_state_mappings(c.pid)
+        assert len(maps) == 1, (c, maps)
+        assert not maps[0] & {"wr", "mw"}, (c, maps)
+        assert not any("perchild-pool-state" in f
+                       for f in open_files(c.pid)), c
