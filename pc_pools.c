@@ -24,6 +24,7 @@
 #include "perchild.h"
 #include "http_log.h"
 #include "http_main.h"
+#include "mpm_common.h"
 #include "apr_strings.h"
 #include "apr_lib.h"
 
@@ -31,6 +32,11 @@
 #include <grp.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 APLOG_USE_MODULE(mpm_perchild);
 
@@ -641,6 +647,91 @@ void pc_pools_close_buckets(void)
     }
 }
 
+/* The options httpd (make_sock) may have set on a listener, carried over
+ * to its replacement. */
+static const int listener_opts[][2] = {
+    { SOL_SOCKET, SO_REUSEADDR }, { SOL_SOCKET, SO_REUSEPORT },
+    { SOL_SOCKET, SO_KEEPALIVE }, { IPPROTO_TCP, TCP_NODELAY },
+    { IPPROTO_TCP, TCP_DEFER_ACCEPT }, { IPPROTO_IP, IP_FREEBIND },
+};
+
+/* A new listening socket like 'old' (same address and options), or -1.
+ * httpd keeps ListenBacklog to itself: the replacement gets httpd's
+ * default backlog. */
+static int listening_copy(int old)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    unsigned i;
+    int fd, v;
+
+    if (getsockname(old, (struct sockaddr *)&ss, &len) != 0
+        || (fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+        return -1;
+    }
+    for (i = 0; i < sizeof(listener_opts) / sizeof(listener_opts[0]); i++) {
+        socklen_t vlen = sizeof(v);
+        int level = listener_opts[i][0];
+
+        if (level == IPPROTO_IP && ss.ss_family == AF_INET6) {
+            continue;
+        }
+        if (getsockopt(old, level, listener_opts[i][1], &v, &vlen) == 0
+            && v != 0) {
+            setsockopt(fd, level, listener_opts[i][1], &v, sizeof(v));
+        }
+    }
+    if (ss.ss_family == AF_INET6) {
+        socklen_t vlen = sizeof(v);
+        if (getsockopt(old, IPPROTO_IPV6, IPV6_V6ONLY, &v, &vlen) == 0) {
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof(v));
+        }
+    }
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0
+        || listen(fd, DEFAULT_LISTENBACKLOG) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Any process holding a listener (the children of every pool that
+ * accepts it, tenants' code included) can shut it down, which stops it
+ * listening for everyone; httpd keeps listeners across restarts as they
+ * are.  So each generation checks them, and replaces a dead one under
+ * the same descriptor number (the same apr_socket_t): the next
+ * generation's children accept again. */
+static void heal_listener(server_rec *s, ap_listen_rec *lr)
+{
+    apr_os_sock_t fd;
+    int on = 0, fresh;
+    socklen_t len = sizeof(on);
+    char *addr = NULL;
+
+    if (apr_os_sock_get(&fd, lr->sd) != APR_SUCCESS || fd < 0
+        || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0
+        || on) {
+        return;
+    }
+    apr_sockaddr_ip_get(&addr, lr->bind_addr);
+    fresh = listening_copy(fd);
+    if (fresh < 0 || dup3(fresh, fd, O_CLOEXEC) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+                     "PC0113: listener %s:%u stopped listening and cannot "
+                     "be replaced; a full stop and start will",
+                     addr ? addr : "?", (unsigned)lr->bind_addr->port);
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "PC0112: listener %s:%u had stopped listening (shut "
+                     "down by a process holding it); replaced",
+                     addr ? addr : "?", (unsigned)lr->bind_addr->port);
+    }
+    if (fresh >= 0) {
+        close(fresh);
+    }
+}
+
 /* Decides, for every listener, which pool's children accept it.  The
  * copies of a listener in other buckets follow the first: the bucket
  * lists are built in the same order. */
@@ -662,6 +753,9 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
 
             pl->lr = lr;
             pl->bucket = b;
+            if (!pc_one_process) {
+                heal_listener(s, lr);
+            }
             if (b > 0) {
                 const pc_listener_t *orig = &APR_ARRAY_IDX(
                     pc_conf->listeners, first, pc_listener_t);

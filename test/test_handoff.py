@@ -1602,3 +1602,34 @@ def test_hostile_descriptors_refused(hostile, users):
         first, second = _switch(h, users)
         assert verdict(first, "a.test", users) is None, first
         assert verdict(second, "c.test", users) is None, second
+
+
+def _listener_fd(port, pids):
+    """(pid, fd) of the socket listening on `port` in one of `pids`."""
+    out = subprocess.run(["ss", "-ltnHp", "sport = :%d" % port],
+                         capture_output=True, text=True, check=True).stdout
+    for pid, fd in re.findall(r"pid=(\d+),fd=(\d+)", out):
+        if int(pid) in pids:
+            return int(pid), int(fd)
+    raise AssertionError("no listener on %d in %s: %s" % (port, pids, out))
+
+
+def test_shut_down_listener_replaced_at_graceful(hostile, users):
+    """Every pool accepting a shared port holds its listener, and any
+    holder can shut it down: the port then refuses everyone, and httpd
+    keeps listeners across restarts as they are.  perchild checks them
+    at each generation and replaces a dead one (PC0112): after a graceful
+    restart the port serves every vhost again."""
+    h = hostile
+    port = h.port("shared")
+    pid, fd = _listener_fd(port, set(pids_of(h, "pcalice")))
+    s = socket.socket(fileno=_take_fd(pid, fd))
+    s.shutdown(socket.SHUT_RD)
+    s.close()
+    assert http_get(port, ID, host="a.test", timeout=3).status is None
+    h.graceful()
+    wait_ready(h)
+    assert "PC0112" in h.error_log(), error_excerpt(h)
+    for host in ("a.test", "b.test", "c.test"):
+        r = http_get(port, ID, host=host)
+        assert verdict(r, host, users) is None, r
