@@ -445,7 +445,8 @@ apr_status_t pc_handoff_wrap(apr_socket_t **sock, pc_passed_t *passed,
         return rv;
     }
     rv = apr_socket_addr_get(&peer, APR_REMOTE, *sock);
-    if (rv == APR_SUCCESS && peer->family != info.family) {
+    /* (APR fills in the address but not its 'family' field.) */
+    if (rv == APR_SUCCESS && peer->sa.sin.sin_family != info.family) {
         rv = APR_EINVAL;
     }
     if (rv != APR_SUCCESS) {

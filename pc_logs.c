@@ -149,6 +149,20 @@ static int error_log_fd(server_rec *s)
     return fd;
 }
 
+/* httpd opens an error log named by several vhosts once: if one of them
+ * is this pool's, the file is this pool's too. */
+static int error_log_of_pool(int fd, int pool)
+{
+    server_rec *s;
+
+    for (s = ap_server_conf->next; s != NULL; s = s->next) {
+        if (!owned_elsewhere(s, pool) && error_log_fd(s) == fd) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Child, right after fork (still root, before threads): takes away the
  * descriptors of other pools' vhost logs. */
 void pc_logs_child_init(int pool)
@@ -166,7 +180,8 @@ void pc_logs_child_init(int pool)
     }
     for (s = ap_server_conf->next; s != NULL; s = s->next) {
         int fd = error_log_fd(s);
-        if (owned_elsewhere(s, pool) && fd != main_err) {
+        if (owned_elsewhere(s, pool) && fd != main_err
+            && !error_log_of_pool(fd, pool)) {
             replace_fd(fd, main_err >= 0 ? main_err : devnull);
         }
     }

@@ -34,6 +34,16 @@ LogFormat "%v %>s %P %U%q" iso
     ServerName c.test
     AssignUserID pccarol pccarol
 </VirtualHost>
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName d.test
+    AssignUserID pcalice pcalice
+    ErrorLog {root}/logs/shared-error.log
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName e.test
+    AssignUserID pcbob pcbob
+    ErrorLog {root}/logs/shared-error.log
+</VirtualHost>
 """
 
 LOGS = {"pcalice": ("alice-access.log", "alice-error.log"),
@@ -171,3 +181,18 @@ def test_pool_state_read_only_in_children(srv, users):
         assert not maps[0] & {"wr", "mw"}, (c, maps)
         assert not any("perchild-pool-state" in f
                        for f in open_files(c.pid)), c
+
+
+def test_error_log_shared_by_two_pools(srv, users):
+    """Two pools' vhosts naming the same ErrorLog: httpd opens the file
+    once, and both pools' children keep it (the configuration gave it
+    to both), so each vhost's errors land there, not in the main error
+    log."""
+    shared = srv.root / "logs" / "shared-error.log"
+    for host in ("d.test", "e.test"):
+        path = "/missing-%s-%d" % (host, os.getpid())
+        r = http_get(srv.port("default"), path, host=host)
+        assert r.status == 404, r
+        assert wait_until(lambda: path in shared.read_text(), 5), \
+            (host, shared.read_text()[-2000:], srv.error_log()[-2000:])
+        assert path not in srv.error_log(), host
