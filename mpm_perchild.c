@@ -214,8 +214,6 @@ static int perchild_check_config(apr_pool_t *p, apr_pool_t *plog,
     return pc_pools_resolve(p, s, first);
 }
 
-/* Runs before the core's open_logs so that errors still reach the
- * console; opens listeners and decides which pool accepts which. */
 /* One pipe of death per pool, in the generation's pool: its children
  * read only their own (see pc_child.c). */
 static int open_pods(apr_pool_t *p, server_rec *s, int startup)
@@ -241,6 +239,8 @@ static int open_pods(apr_pool_t *p, server_rec *s, int startup)
     return OK;
 }
 
+/* Runs before the core's open_logs so that errors still reach the
+ * console; opens listeners and decides which pool accepts which. */
 static int perchild_open_logs(apr_pool_t *p, apr_pool_t *plog,
                               apr_pool_t *ptemp, server_rec *s)
 {

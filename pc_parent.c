@@ -148,12 +148,7 @@ static void ensure_pool_state(void)
     slot_started = apr_pcalloc(pc_pconf, pc_conf->server_limit
                                          * sizeof(apr_time_t));
     pool_disabled = apr_pcalloc(pc_pconf, n * sizeof(int));
-    if (pool_down == NULL) {
-        map_pool_down(n);
-    }
-    else {
-        memset((void *)pool_down, 0, pool_down_len);
-    }
+    map_pool_down(n);       /* unmapped with pconf, at the generation's end */
 }
 
 static const char *slot_label(int slot)
