@@ -1078,13 +1078,81 @@ static int pass_on(request_rec *r, int owner)
     return forget_request(r);
 }
 
+/* Errors that httpd finds in the bytes of a request head alone (not a
+ * timeout): the owner, reading the same bytes, finds the same. */
+static int decided_by_bytes(int status)
+{
+    switch (status) {
+    case HTTP_BAD_REQUEST:
+    case HTTP_REQUEST_URI_TOO_LARGE:
+    case HTTP_EXPECTATION_FAILED:
+    case HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE:
+    case HTTP_NOT_IMPLEMENTED:
+    case HTTP_VERSION_NOT_SUPPORTED:
+        return 1;
+    }
+    return 0;
+}
+
+/* httpd found an error while reading a request head, before our check,
+ * and the vhost then in effect (the address's default one, or the one
+ * the Host named) is another pool's.  Answered here, the error would get
+ * httpd's plain page and no access-log line (that vhost's ErrorDocument
+ * and logs are not this process's to use).  So the owner gets the
+ * connection and finds the same error itself, with its ErrorDocument
+ * and in its logs.  Not when the bytes only just came from another pool
+ * (no ping-pong), nor when the connection cannot move: then the error
+ * is answered here as before.  Returns 1 if the connection goes. */
+static int pass_early_error(request_rec *r)
+{
+    request_rec *orig = r;
+    conn_rec *c = r->connection;
+    pc_conn_t *pcc = conn_state(c);
+    int owner;
+
+    while (orig->prev != NULL) {
+        orig = orig->prev;
+    }
+    owner = PC_SERVER_CONF(orig->server)->pool;
+    if (pcc == NULL || pcc->filter == NULL || pcc->hops > 0
+        || pcc->overflow || owner == pc_my_pool || owner < 0
+        || !decided_by_bytes(orig->status) || ap_ssl_conn_is_ssl(c)
+        || chan_send[chan_base[owner]] < 0) {
+        return 0;
+    }
+    pcc->out_way = send_way(owner, pcc);
+    if (!pool_can_take(owner, pcc->out_way)
+        || prepare_record(c, pcc, owner, 0) != APR_SUCCESS) {
+        return 0;
+    }
+    pcc->out_head_only = 0;
+    pcc->out_vhost = orig->server->server_hostname;
+    forget_request(r);
+    apr_table_setn(orig->notes, "perchild-passed", "1");
+    return 1;
+}
+
+/* insert_error_filter: an error response (without an ErrorDocument that
+ * redirects) is about to be written. */
+static void error_response(request_rec *r)
+{
+    pc_conn_t *pcc = conn_state(r->connection);
+
+    if (pc_my_pool >= 0 && pcc != NULL && pcc->recording && r->prev == NULL
+        && r->main == NULL && pass_early_error(r)) {
+        pcc->recording = 0;
+    }
+}
+
 static int check_owner(request_rec *r)
 {
     pc_conn_t *pcc = conn_state(r->connection);
     pc_server_conf_t *sc;
+    int unchecked = 0;
 
     if (pcc != NULL && pcc->recording) {
         pcc->recording = 0;
+        unchecked = 1;
         note_proxy_header(r->connection, pcc);
     }
     if (pc_my_pool < 0 || r->main != NULL) {
@@ -1101,7 +1169,11 @@ static int check_owner(request_rec *r)
     if (r->prev != NULL) {
         /* An internal redirect (an ErrorDocument of an error found
          * before our check) into another pool's vhost: never run it
-         * here, and a mid-response connection cannot move. */
+         * here, and a mid-response connection cannot move; but the
+         * connection may go to the owner before any response. */
+        if (unchecked && pass_early_error(r)) {
+            return DONE;
+        }
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "PC0306: internal redirect into vhost %s of pool %s "
                       "refused in pool %s",
@@ -1136,6 +1208,8 @@ void pc_handoff_register_hooks(apr_pool_t *p)
     ap_hook_insert_network_bucket(insert_network_bucket, NULL, NULL,
                                   APR_HOOK_REALLY_FIRST);
     ap_hook_log_transaction(skip_log, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_insert_error_filter(error_response, NULL, NULL,
+                                APR_HOOK_REALLY_FIRST);
     /* Just above the core's input filter: sees the bytes as read. */
     record_filter_handle = ap_register_input_filter(RECORD_FILTER,
                                                     record_filter, NULL,

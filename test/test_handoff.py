@@ -1633,3 +1633,64 @@ def test_shut_down_listener_replaced_at_graceful(hostile, users):
     for host in ("a.test", "b.test", "c.test"):
         r = http_get(port, ID, host=host)
         assert verdict(r, host, users) is None, r
+
+
+ERRDOCS = VHOSTS.replace(
+    "    AssignUserID pccarol pccarol\n",
+    "    AssignUserID pccarol pccarol\n"
+    "    ErrorDocument 400 /err400.html\n").replace(
+    "    AssignUserID pcbob pcbob\n",
+    "    AssignUserID pcbob pcbob\n"
+    "    ErrorDocument 417 /err417.html\n")
+
+
+@pytest.fixture(scope="module")
+def errdocs(httpd_factory, module, users):
+    h = httpd_factory("errdocs")
+    h.write_config(ERRDOCS, loglevel=loglevel(module))
+    for user, name in (("pccarol", "err400.html"), ("pcbob", "err417.html")):
+        # Readable by the vhost's own user only: served by anyone else,
+        # it would be a 403, not this text.
+        path = h.docroot(user) / name
+        path.write_text("ERRDOC %s %s\n" % (name, user))
+        os.chown(path, users[user].uid, users[user].gid)
+        os.chmod(path, 0o600)
+    try:
+        h.start()
+        wait_ready(h)
+        yield h
+        h.stop()
+    finally:
+        h.kill_all()
+
+
+@pytest.mark.parametrize("bad, status, owner", [
+    (b"GARBAGE\r\n\r\n", 400, "pccarol"),
+    (b"GET /x HTTP/1.1\r\nHost: b.test\r\nExpect: bogus\r\n\r\n", 417,
+     "pcbob"),
+])
+def test_head_error_answered_by_owner(errdocs, users, bad, status, owner):
+    """A request head httpd rejects (malformed request line: the
+    address's first vhost, c.test; a bad Expect for b.test) arriving on a
+    keep-alive connection held by pcalice's child: the owner of the vhost
+    in effect gets the connection and answers the error itself, with its
+    ErrorDocument (a file only its user can read) and its access-log
+    line, as worker would.  Before, pcalice's child answered with httpd's
+    plain page and logged it as its own."""
+    h = errdocs
+    t = tok()
+    with RawConnection(h.port("shared")) as k:
+        first = k.request(("GET %s?t=%s HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                           % (ID, t)).encode())
+        assert first.status == 200, first
+        assert int(first.ident.get("uid", -1)) == users["pcalice"].uid, \
+            first
+        r = k.request(bad)
+    assert r.status == status, r
+    assert "ERRDOC err%d.html %s" % (status, owner) in r.body, r
+    owners = set(pids_of(h, owner))
+    assert wait_until(lambda: any(
+        e.status == status and e.pid in owners for e in handoff_log(h)),
+        5), (handoff_log(h)[-5:], error_excerpt(h))
+    assert not any(e.status == status and e.pid not in owners
+                   for e in handoff_log(h)), handoff_log(h)[-5:]
