@@ -1125,7 +1125,7 @@ static int pass_early_error(request_rec *r)
         || prepare_record(c, pcc, owner, 0) != APR_SUCCESS) {
         return 0;
     }
-    pcc->out_head_only = 0;
+    pcc->out_head_only = orig->header_only;
     pcc->out_vhost = orig->server->server_hostname;
     forget_request(r);
     apr_table_setn(orig->notes, "perchild-passed", "1");
