@@ -689,7 +689,10 @@ static int listening_copy(int old)
     }
     if (bind(fd, (struct sockaddr *)&ss, len) != 0
         || listen(fd, DEFAULT_LISTENBACKLOG) != 0) {
+        int err = errno;        /* for the caller's log line */
+
         close(fd);
+        errno = err;
         return -1;
     }
     return fd;
