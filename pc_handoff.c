@@ -38,6 +38,7 @@
 #include "pc_handoff.h"
 #include "pc_channel.h"
 #include "pc_affinity.h"
+#include "pc_hint.h"
 #include "http_log.h"
 #include "http_main.h"
 #include "http_core.h"
@@ -110,6 +111,13 @@ typedef struct pc_conn_t {
     int from_dispatch;       /* came from the dispatch pool */
     int no_record;           /* on a listener of this pool only */
     int way;                 /* its listener bucket, carried along */
+    int fresh;               /* this request's bytes came from the
+                              * client, not from another pool */
+    int hint_ok;             /* may look at the next head for a hint */
+    int learn;               /* 'key' missed the hint cache: learn it */
+    pc_hint_key_t key;       /* the current request's Host, if scanned */
+    apr_bucket_brigade *peek;
+    char *peek_buf;          /* PC_HINT_PEEK bytes */
     int proxy_checked;       /* first request looked at for PROXY */
     char *proxy;             /* the connection's PROXY header, if any */
     apr_size_t proxy_len;
@@ -582,6 +590,9 @@ static void record(pc_conn_t *pcc, apr_pool_t *p, const char *data,
     pcc->len += len;
 }
 
+static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
+                        apr_read_type_e block);
+
 /* Keeps a copy of what the layers above consume while a request head
  * is being read.  Speculative reads consume nothing. */
 static apr_status_t record_filter(ap_filter_t *f, apr_bucket_brigade *bb,
@@ -593,8 +604,14 @@ static apr_status_t record_filter(ap_filter_t *f, apr_bucket_brigade *bb,
     apr_bucket *e;
 
     if (pcc->gone) {
-        /* The connection went back to the dispatch pool between two
+        /* The connection went (back) to another pool between two
          * requests: its next request is not ours to read. */
+        return APR_EOF;
+    }
+    if (mode == AP_MODE_GETLINE && pcc->hint_ok && pcc->len == 0
+        && pass_by_hint(f, pcc, block)) {
+        /* httpd sees end of file before the request line and lets the
+         * connection go quietly, as after a client's keep-alive close. */
         return APR_EOF;
     }
     rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
@@ -679,6 +696,7 @@ static void give_back(request_rec *r, conn_rec *c, pc_conn_t *pcc)
 static void pre_read_request(request_rec *r, conn_rec *c)
 {
     pc_conn_t *pcc = conn_state(c);
+    int was_between;
 
     if (pcc == NULL || pcc->filter == NULL) {
         return;
@@ -687,6 +705,7 @@ static void pre_read_request(request_rec *r, conn_rec *c)
         give_back(r, c, pcc);
         return;
     }
+    was_between = pcc->between;
     if (pcc->between) {
         /* The client is between two requests: wait as the sending child
          * would have, with the keep-alive timeout (httpd sets Timeout
@@ -695,6 +714,11 @@ static void pre_read_request(request_rec *r, conn_rec *c)
         apr_socket_timeout_set(ap_get_conn_socket(c),
                                c->base_server->keep_alive_timeout);
     }
+    /* Not the first request of a connection just passed here: another
+     * child chose us for it, maybe by a hint, and httpd decides now. */
+    pcc->fresh = pcc->hops == 0 || was_between;
+    pcc->hint_ok = pc_my_pool >= 0 && pcc->fresh;
+    pcc->learn = 0;
     pcc->len = 0;
     pcc->overflow = 0;
     pcc->recording = 1;
@@ -1078,6 +1102,101 @@ static int pass_on(request_rec *r, int owner)
     return forget_request(r);
 }
 
+/* Heads longer than this are left to httpd's own path. */
+#define PC_HINT_PEEK 4096
+
+/* Copies what the core has read of the next request (at least a byte,
+ * after a speculative read) into 'buf', without reading the socket. */
+static apr_size_t peek_head(conn_rec *c, char *buf)
+{
+    apr_bucket_brigade *bb = core_read_ahead(c);
+    apr_bucket *e;
+    apr_size_t n = 0;
+
+    if (bb == NULL) {
+        return 0;
+    }
+    for (e = APR_BRIGADE_FIRST(bb);
+         e != APR_BRIGADE_SENTINEL(bb) && n < PC_HINT_PEEK;
+         e = APR_BUCKET_NEXT(e)) {
+        const char *data;
+        apr_size_t len;
+
+        if (APR_BUCKET_IS_METADATA(e) || APR_BUCKET_IS_SOCKET(e)
+            || e->length == (apr_size_t)-1
+            || apr_bucket_read(e, &data, &len, APR_NONBLOCK_READ)
+               != APR_SUCCESS) {
+            break;
+        }
+        if (len > PC_HINT_PEEK - n) {
+            len = PC_HINT_PEEK - n;
+        }
+        memcpy(buf + n, data, len);
+        n += len;
+    }
+    return n;
+}
+
+/* Called as httpd starts to read a request line.  If the head already
+ * read names a Host that httpd gave to another pool's vhost before, on
+ * this kind of connection (pc_hint.c), the connection goes to that pool
+ * now: httpd does not parse a request that is not ours, nor wind one
+ * down.  Returns 1 if it goes.  Anything unusual (a partial head, an
+ * unknown Host, a pool that cannot take it) takes httpd's own path,
+ * which parses and decides, and answers errors. */
+static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
+                        apr_read_type_e block)
+{
+    conn_rec *c = f->c;
+    const char *data;
+    apr_size_t len, skip;
+    apr_status_t rv;
+    int owner;
+
+    if (pcc->peek == NULL) {
+        pcc->peek = apr_brigade_create(c->pool, c->bucket_alloc);
+        pcc->peek_buf = apr_palloc(c->pool, PC_HINT_PEEK);
+    }
+    /* One byte: waits (or not) as httpd's own read would, and leaves
+     * what the socket gave in the core's read-ahead. */
+    rv = ap_get_brigade(f->next, pcc->peek, AP_MODE_SPECULATIVE, block, 1);
+    len = APR_BRIGADE_EMPTY(pcc->peek) ? 0 : 1;
+    apr_brigade_cleanup(pcc->peek);
+    if (rv != APR_SUCCESS || len == 0) {
+        return 0;                 /* httpd's read reports it, or retries */
+    }
+    pcc->hint_ok = 0;             /* one look per request */
+    data = pcc->peek_buf;
+    len = peek_head(c, pcc->peek_buf);
+    skip = proxy_len(data, len);
+    if (!pc_hint_scan(data + skip, len - skip, &pcc->key)) {
+        return 0;
+    }
+    owner = pc_hint_lookup(c, &pcc->key);
+    if (owner < 0) {
+        pcc->learn = 1;           /* check_owner learns httpd's choice */
+        return 0;
+    }
+    if (owner == pc_my_pool || owner >= num_chans || ap_ssl_conn_is_ssl(c)
+        || chan_send[chan_base[owner]] < 0) {
+        return 0;
+    }
+    pcc->out_way = send_way(owner, pcc);
+    if (!pool_can_take(owner, pcc->out_way)
+        || prepare_record(c, pcc, owner, 0) != APR_SUCCESS) {
+        return 0;                 /* httpd's path refuses it properly */
+    }
+    pcc->out_head_only = pcc->key.head_only;
+    pcc->out_vhost = apr_pstrmemdup(c->pool, pcc->key.host, pcc->key.len);
+    pcc->recording = 0;
+    pcc->gone = 1;
+    forget(c);
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c,
+                  "PC0307: Host %s is pool %s's: passed before parsing",
+                  pcc->out_vhost, pc_pools_get(owner)->label);
+    return 1;
+}
+
 /* Errors that httpd finds in the bytes of a request head alone (not a
  * timeout): the owner, reading the same bytes, finds the same. */
 static int decided_by_bytes(int status)
@@ -1114,7 +1233,7 @@ static int pass_early_error(request_rec *r)
         orig = orig->prev;
     }
     owner = PC_SERVER_CONF(orig->server)->pool;
-    if (pcc == NULL || pcc->filter == NULL || pcc->hops > 0
+    if (pcc == NULL || pcc->filter == NULL || !pcc->fresh
         || pcc->overflow || owner == pc_my_pool || owner < 0
         || !decided_by_bytes(orig->status) || ap_ssl_conn_is_ssl(c)
         || chan_send[chan_base[owner]] < 0) {
@@ -1159,6 +1278,9 @@ static int check_owner(request_rec *r)
         return DECLINED;
     }
     sc = PC_SERVER_CONF(r->server);
+    if (unchecked && pcc->learn && r->prev == NULL) {
+        pc_hint_learn(r->connection, &pcc->key, sc->pool);
+    }
     if (sc->pool == pc_my_pool) {
         if (pcc != NULL && r->prev == NULL) {
             pcc->served++;

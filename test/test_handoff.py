@@ -409,6 +409,45 @@ def test_keepalive_switching_pools(srv, users):
     assert len({logged[t][0].pid for _, t, _ in out}) >= len(CYCLE)
 
 
+def test_passed_before_parsing_by_host(srv, users):
+    """Once a child has seen httpd give a Host to another pool's vhost, it
+    passes later requests with that Host before httpd parses them (PC0304
+    with a 0-byte head: everything travels as read-ahead).  Every answer
+    still comes from the right uid, and requests the hint must not route
+    (an absolute URI naming another vhost than the Host, a Host in other
+    letter case or with the port) are served by httpd's own choice."""
+    since = len(srv.error_log())
+    port = srv.port("shared")
+    results = []
+    with RawConnection(port) as c:
+        for i in range(48):
+            host = CYCLE[i % len(CYCLE)]
+            results.append((host, c.request(get_req(ID, host, tok()))))
+        tricky = [
+            ("b.test", raw_request("GET", "http://b.test%s?t=%s" % (ID, tok()),
+                                   "a.test")),
+            ("a.test", raw_request("GET", ID + "?t=" + tok(), "A.Test")),
+            ("c.test", raw_request("GET", ID + "?t=" + tok(),
+                                   "c.test:%d" % port)),
+            ("a.test", raw_request("GET", ID + "?t=" + tok(), "b.test",
+                                   headers=[("Host", "a.test")])),
+        ]
+        for host, req in tricky:
+            results.append((host, c.request(req)))
+            if c.closed_by_server(wait=0.05):
+                break
+        local = c.local_port
+    # Two Host headers: httpd's 400, whoever answers it.
+    assert [r.status for _, r in results[-1:]] == [400], results[-1]
+    assert_all_ok(results[:-1], users, "hinted keep-alive")
+    passes = [p for p in error_passes(srv, since) if p[1] == local]
+    hinted = [p for p in passes if p[2] == 0 and p[3] > 0]
+    assert len(hinted) >= 10, \
+        "only %d of %d passes made before parsing:\n%s" % (
+            len(hinted), len(passes), error_excerpt(srv))
+    assert any(p[2] > 0 for p in passes), "no pass after parsing at all"
+
+
 # --------------------------------------------------------------------------
 # 3. Pipelining across pools
 
