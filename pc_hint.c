@@ -30,6 +30,7 @@
 #include "apr_lib.h"
 
 #include <string.h>
+#include <strings.h>
 
 /* Direct-mapped: a miss only means httpd's own path. */
 #define PC_HINT_SLOTS 16

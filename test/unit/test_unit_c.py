@@ -1,5 +1,6 @@
-"""Builds and runs the C unit tests of test/unit/ (pc_channel.c) as part of
-the pytest run.  Self-contained: uses no fixture of test/conftest.py."""
+"""Builds and runs the C unit tests of test/unit/ (pc_channel.c, pc_hint.c)
+as part of the pytest run.  Self-contained: uses no fixture of
+test/conftest.py."""
 
 import os
 import shlex
@@ -22,6 +23,47 @@ def _compiler():
     return None
 
 
+def _config(tool, *args):
+    out = subprocess.run([tool] + list(args), stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True)
+    return shlex.split(out.stdout)
+
+
+def _run(exe, tmp):
+    run = subprocess.run(
+        [exe], cwd=tmp, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        universal_newlines=True, timeout=900)
+    out = run.stdout
+    name = os.path.basename(exe)
+    assert run.returncode == 0, \
+        "%s exited with %d:\n%s" % (name, run.returncode, out)
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    assert last.endswith(" 0 failed"), \
+        "unexpected summary %r:\n%s" % (last, out)
+
+
+def test_hint_c():
+    """pc_hint.c: which request heads may be passed on by their Host, and
+    the per-thread cache of httpd's decisions (needs apache2-dev)."""
+    cc = _compiler()
+    assert cc, "no C compiler found (cc, gcc, clang or $CC)"
+    flags = ["-I" + TOP, "-I" + _config("apxs", "-q", "INCLUDEDIR")[0]]
+    flags += _config("apr-1-config", "--includes", "--cppflags")
+    with tempfile.TemporaryDirectory(prefix="perchild-unit-") as tmp:
+        exe = os.path.join(tmp, "test_hint")
+        build = subprocess.run(
+            cc + ["-Wall", "-Wextra", "-O1", "-g"] + flags + [
+                "-o", exe, os.path.join(HERE, "test_hint.c"),
+                os.path.join(TOP, "pc_hint.c"), "-lpthread"]
+            + _config("apr-1-config", "--link-ld"),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            universal_newlines=True, timeout=300)
+        assert build.returncode == 0, \
+            "building test_hint failed:\n" + build.stdout
+        _run(exe, tmp)
+
+
 def test_channel_c():
     cc = _compiler()
     assert cc, "no C compiler found (cc, gcc, clang or $CC)"
@@ -35,13 +77,4 @@ def test_channel_c():
             universal_newlines=True, timeout=300)
         assert build.returncode == 0, \
             "building test_channel failed:\n" + build.stdout
-        run = subprocess.run(
-            [exe], cwd=tmp, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            universal_newlines=True, timeout=900)
-        out = run.stdout
-        assert run.returncode == 0, \
-            "test_channel exited with %d:\n%s" % (run.returncode, out)
-        last = out.strip().splitlines()[-1] if out.strip() else ""
-        assert last.endswith(" 0 failed"), \
-            "unexpected summary %r:\n%s" % (last, out)
+        _run(exe, tmp)
