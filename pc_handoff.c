@@ -118,6 +118,10 @@ typedef struct pc_conn_t {
     pc_hint_key_t key;       /* the current request's Host, if scanned */
     apr_bucket_brigade *peek;
     char *peek_buf;          /* PC_HINT_PEEK bytes */
+    int early;               /* recording what is read before the first
+                              * request (a PROXY header) */
+    int proxy_broken;        /* a PROXY header too large to keep: the
+                              * connection cannot move */
     int proxy_checked;       /* first request looked at for PROXY */
     char *proxy;             /* the connection's PROXY header, if any */
     apr_size_t proxy_len;
@@ -566,9 +570,19 @@ static apr_status_t insert_network_bucket(conn_rec *c,
     return APR_SUCCESS;
 }
 
+/* What is kept of the bytes read before the first request starts
+ * (mod_remoteip reads a PROXY header there when another module, such as
+ * mod_http2's direct mode, looks at the connection first).  A PROXY
+ * header is at most 107 bytes (v1), or 16 plus its TLVs (v2). */
+#define PC_EARLY_MAX 2048
+
 static void record(pc_conn_t *pcc, apr_pool_t *p, const char *data,
                    apr_size_t len)
 {
+    if (pcc->early && pcc->len + len > PC_EARLY_MAX) {
+        len = PC_EARLY_MAX - pcc->len;
+        pcc->recording = 0;
+    }
     if (pcc->len + len > PC_CHAN_MAX_PAYLOAD) {
         pcc->overflow = 1;
         pcc->recording = 0;
@@ -591,7 +605,7 @@ static void record(pc_conn_t *pcc, apr_pool_t *p, const char *data,
 }
 
 static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
-                        apr_read_type_e block);
+                        apr_read_type_e block, apr_status_t *rv);
 
 /* Keeps a copy of what the layers above consume while a request head
  * is being read.  Speculative reads consume nothing. */
@@ -608,11 +622,16 @@ static apr_status_t record_filter(ap_filter_t *f, apr_bucket_brigade *bb,
          * requests: its next request is not ours to read. */
         return APR_EOF;
     }
-    if (mode == AP_MODE_GETLINE && pcc->hint_ok && pcc->len == 0
-        && pass_by_hint(f, pcc, block)) {
-        /* httpd sees end of file before the request line and lets the
-         * connection go quietly, as after a client's keep-alive close. */
-        return APR_EOF;
+    if (mode == AP_MODE_GETLINE && pcc->hint_ok && pcc->len == 0) {
+        if (pass_by_hint(f, pcc, block, &rv)) {
+            /* httpd sees end of file before the request line and lets the
+             * connection go quietly, as after a client's keep-alive
+             * close. */
+            return APR_EOF;
+        }
+        if (rv != APR_SUCCESS) {
+            return rv;            /* the wait timed out, or a reset */
+        }
     }
     rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
 
@@ -657,12 +676,15 @@ static int pre_connection(conn_rec *c, void *csd)
     }
     pcc->filter = ap_add_input_filter_handle(record_filter_handle, pcc, NULL,
                                              c);
+    pcc->recording = 1;
+    pcc->early = 1;
     return DECLINED;
 }
 
 static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
                                    int between);
 static void forget(conn_rec *c);
+static void note_proxy_header(conn_rec *c, pc_conn_t *pcc);
 
 /* With a dispatch pool, a tenant's child serves one request per hand-off
  * and gives the connection back before reading the next one: no tenant
@@ -700,6 +722,14 @@ static void pre_read_request(request_rec *r, conn_rec *c)
 
     if (pcc == NULL || pcc->filter == NULL) {
         return;
+    }
+    if (pcc->early) {
+        /* Whatever was read before this first request can only be a
+         * PROXY header: keep it for the connection's passes. */
+        pcc->early = 0;
+        if (pcc->len > 0) {
+            note_proxy_header(c, pcc);
+        }
     }
     if (must_give_back(pcc)) {
         give_back(r, c, pcc);
@@ -910,6 +940,19 @@ static apr_size_t proxy_len(const char *b, apr_size_t n)
  * the start of a connection, and the receiving child's mod_remoteip
  * expects one at the start of what it reads.  The first request's
  * recording holds it: keep a copy for the connection's later passes. */
+static int proxy_protocol_on(conn_rec *c)
+{
+    ap_filter_t *f;
+
+    for (f = c->input_filters; f != NULL; f = f->next) {
+        if (f->frec != NULL && f->frec->name != NULL
+            && strcasecmp(f->frec->name, "REMOTEIP_INPUT") == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void note_proxy_header(conn_rec *c, pc_conn_t *pcc)
 {
     apr_size_t n;
@@ -918,10 +961,19 @@ static void note_proxy_header(conn_rec *c, pc_conn_t *pcc)
         return;
     }
     pcc->proxy_checked = 1;
+    if (!proxy_protocol_on(c)) {
+        return;          /* "PROXY ..." would be a request line of its own */
+    }
     n = proxy_len(pcc->head, pcc->len);
     if (n > 0) {
         pcc->proxy = apr_pmemdup(c->pool, pcc->head, n);
         pcc->proxy_len = n;
+    }
+    else if ((pcc->len >= 6 && memcmp(pcc->head, "PROXY ", 6) == 0)
+             || (pcc->len >= sizeof(proxy_v2sig)
+                 && memcmp(pcc->head, proxy_v2sig,
+                           sizeof(proxy_v2sig)) == 0)) {
+        pcc->proxy_broken = 1;    /* cut short: a receiver could not use it */
     }
 }
 
@@ -1083,6 +1135,9 @@ static int pass_on(request_rec *r, int owner)
     if (pcc->overflow) {
         return refuse(r, want, "its head is too large to pass on");
     }
+    if (pcc->proxy_broken) {
+        return refuse(r, want, "its PROXY header is too large to pass on");
+    }
     if (pcc->hops >= PC_MAX_HOPS) {
         return refuse(r, want, "it was passed on too often");
     }
@@ -1143,14 +1198,16 @@ static apr_size_t peek_head(conn_rec *c, char *buf)
  * now: httpd does not parse a request that is not ours, nor wind one
  * down.  Returns 1 if it goes.  Anything unusual (a partial head, an
  * unknown Host, a pool that cannot take it) takes httpd's own path,
- * which parses and decides, and answers errors. */
+ * which parses and decides, and answers errors.  '*rv' is what the wait
+ * for the request's first byte gave: an error (a timeout, a reset) is
+ * httpd's read's result, so that it does not wait a second time. */
 static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
-                        apr_read_type_e block)
+                        apr_read_type_e block, apr_status_t *rv)
 {
     conn_rec *c = f->c;
-    const char *data;
-    apr_size_t len, skip;
-    apr_status_t rv;
+    server_rec *s = c->base_server;
+    pc_hint_limits_t limits;
+    apr_size_t len;
     int owner;
 
     if (pcc->peek == NULL) {
@@ -1159,17 +1216,24 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
     }
     /* One byte: waits (or not) as httpd's own read would, and leaves
      * what the socket gave in the core's read-ahead. */
-    rv = ap_get_brigade(f->next, pcc->peek, AP_MODE_SPECULATIVE, block, 1);
+    *rv = ap_get_brigade(f->next, pcc->peek, AP_MODE_SPECULATIVE, block, 1);
     len = APR_BRIGADE_EMPTY(pcc->peek) ? 0 : 1;
     apr_brigade_cleanup(pcc->peek);
-    if (rv != APR_SUCCESS || len == 0) {
-        return 0;                 /* httpd's read reports it, or retries */
+    if (*rv != APR_SUCCESS) {
+        pcc->hint_ok = 0;
+        return 0;
+    }
+    if (len == 0) {
+        return 0;        /* nothing yet (non-blocking), or end of file */
     }
     pcc->hint_ok = 0;             /* one look per request */
-    data = pcc->peek_buf;
+    /* A PROXY header in front is request data here (mod_remoteip reads
+     * a real one before httpd's first GETLINE): the scan refuses it. */
     len = peek_head(c, pcc->peek_buf);
-    skip = proxy_len(data, len);
-    if (!pc_hint_scan(data + skip, len - skip, &pcc->key)) {
+    limits.line = (apr_size_t)s->limit_req_line;
+    limits.field = (apr_size_t)s->limit_req_fieldsize;
+    limits.fields = s->limit_req_fields;
+    if (!pc_hint_scan(pcc->peek_buf, len, &limits, &pcc->key)) {
         return 0;
     }
     owner = pc_hint_lookup(c, &pcc->key);
@@ -1178,7 +1242,7 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
         return 0;
     }
     if (owner == pc_my_pool || owner >= num_chans || ap_ssl_conn_is_ssl(c)
-        || chan_send[chan_base[owner]] < 0) {
+        || chan_send[chan_base[owner]] < 0 || pcc->proxy_broken) {
         return 0;
     }
     pcc->out_way = send_way(owner, pcc);
@@ -1233,8 +1297,16 @@ static int pass_early_error(request_rec *r)
         orig = orig->prev;
     }
     owner = PC_SERVER_CONF(orig->server)->pool;
+    if (pc_my_pool == pc_conf->dispatch_pool
+        && orig->server == c->base_server) {
+        /* The dispatch pool: httpd may not have chosen the vhost from the
+         * Host yet, and the address's first vhost's tenant must not read
+         * a request that names another's.  Answered here. */
+        return 0;
+    }
     if (pcc == NULL || pcc->filter == NULL || !pcc->fresh
-        || pcc->overflow || owner == pc_my_pool || owner < 0
+        || pcc->overflow || pcc->proxy_broken || owner == pc_my_pool
+        || owner < 0
         || !decided_by_bytes(orig->status) || ap_ssl_conn_is_ssl(c)
         || chan_send[chan_base[owner]] < 0) {
         return 0;

@@ -66,8 +66,25 @@ static int is_tchar(unsigned char ch)
     return apr_isalnum(ch) || (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch));
 }
 
+/* Methods httpd knows without RegisteredMethods and handles after the
+ * vhost is chosen (not CONNECT). */
+static int common_method(const char *m, apr_size_t len)
+{
+    static const char *const known[] = {
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", NULL
+    };
+    int i;
+
+    for (i = 0; known[i] != NULL; i++) {
+        if (strlen(known[i]) == len && memcmp(known[i], m, len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* "METHOD /target HTTP/1.x", and nothing httpd's strict parser would
- * refuse on the way. */
+ * refuse on the way: a common method, printable ASCII, no fragment. */
 static int request_line_ok(const char *b, const char *eol,
                            pc_hint_key_t *key)
 {
@@ -76,7 +93,8 @@ static int request_line_ok(const char *b, const char *eol,
     while (p < eol && apr_isupper(*p)) {
         p++;
     }
-    if (p == b || eol - p < 11 || p[0] != ' ' || p[1] != '/') {
+    if (!common_method(b, (apr_size_t)(p - b)) || eol - p < 11
+        || p[0] != ' ' || p[1] != '/') {
         return 0;
     }
     key->head_only = (p - b == 4 && memcmp(b, "HEAD", 4) == 0);
@@ -85,11 +103,46 @@ static int request_line_ok(const char *b, const char *eol,
         return 0;
     }
     for (p += 1; p < eol - 9; p++) {
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f
+            || *p == '#') {
             return 0;
         }
     }
     return 1;
+}
+
+/* The value of a header line, without leading and trailing white space:
+ * [*v, *end). */
+static void trim_value(const char **v, const char **end)
+{
+    while (*v < *end && (**v == ' ' || **v == '\t')) {
+        (*v)++;
+    }
+    while (*end > *v && ((*end)[-1] == ' ' || (*end)[-1] == '\t')) {
+        (*end)--;
+    }
+}
+
+/* Content-Length as httpd accepts it (ap_parse_strict_length): digits
+ * only; we also keep it short of any overflow. */
+static int length_ok(const char *v, const char *eol)
+{
+    trim_value(&v, &eol);
+    if (v == eol || eol - v > 15) {
+        return 0;
+    }
+    for (; v < eol; v++) {
+        if (!apr_isdigit(*v)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int chunked_only(const char *v, const char *eol)
+{
+    trim_value(&v, &eol);
+    return eol - v == 7 && strncasecmp(v, "chunked", 7) == 0;
 }
 
 /* "name: value" with a token for the name and no control characters
@@ -121,12 +174,7 @@ static int take_host(const char *v, const char *eol, pc_hint_key_t *key)
 {
     apr_size_t i;
 
-    while (v < eol && (*v == ' ' || *v == '\t')) {
-        v++;
-    }
-    while (eol > v && (eol[-1] == ' ' || eol[-1] == '\t')) {
-        eol--;
-    }
+    trim_value(&v, &eol);
     key->len = (apr_size_t)(eol - v);
     if (key->len == 0 || key->len >= PC_HINT_HOST_MAX) {
         return 0;
@@ -143,15 +191,31 @@ static int take_host(const char *v, const char *eol, pc_hint_key_t *key)
     return 1;
 }
 
-int pc_hint_scan(const char *b, apr_size_t n, pc_hint_key_t *key)
+/* Is the header line at 'line', whose value starts at 'value', named
+ * 'name' (lower case)? */
+static int named(const char *line, const char *value, const char *name)
+{
+    apr_size_t len = strlen(name);
+
+    return (apr_size_t)(value - line) == len + 1
+           && strncasecmp(line, name, len) == 0;
+}
+
+int pc_hint_scan(const char *b, apr_size_t n, const pc_hint_limits_t *limits,
+                 pc_hint_key_t *key)
 {
     const char *end = b + n;
     const char *eol = line_end(b, end);
     const char *line;
-    int hosts = 0;
+    int hosts = 0, lengths = 0, codings = 0;
     int fields = 0;
+    int max_fields = PC_HINT_MAX_FIELDS;
 
-    if (eol == NULL || !request_line_ok(b, eol, key)) {
+    if (limits->fields > 0 && limits->fields < max_fields) {
+        max_fields = limits->fields;
+    }
+    if (eol == NULL || (apr_size_t)(eol - b) >= limits->line
+        || !request_line_ok(b, eol, key)) {
         return 0;
     }
     for (line = eol + 2; ; line = eol + 2) {
@@ -160,15 +224,27 @@ int pc_hint_scan(const char *b, apr_size_t n, pc_hint_key_t *key)
         if ((eol = line_end(line, end)) == NULL) {
             return 0;
         }
-        if (eol == line) {
-            return hosts == 1;           /* the empty line ends the head */
+        if (eol == line) {               /* the empty line ends the head */
+            return hosts == 1 && !(lengths && codings);
         }
-        if (++fields > PC_HINT_MAX_FIELDS || !field_ok(line, eol, &value)) {
+        if (++fields > max_fields || (apr_size_t)(eol - line) >= limits->field
+            || !field_ok(line, eol, &value)) {
             return 0;
         }
-        if (value - line == 5 && strncasecmp(line, "host", 4) == 0
-            && (++hosts > 1 || !take_host(value, eol, key))) {
-            return 0;
+        if (named(line, value, "host")) {
+            if (++hosts > 1 || !take_host(value, eol, key)) {
+                return 0;
+            }
+        }
+        else if (named(line, value, "content-length")) {
+            if (++lengths > 1 || !length_ok(value, eol)) {
+                return 0;
+            }
+        }
+        else if (named(line, value, "transfer-encoding")) {
+            if (++codings > 1 || !chunked_only(value, eol)) {
+                return 0;
+            }
         }
     }
 }

@@ -36,12 +36,22 @@ typedef struct pc_hint_key_t {
     int head_only;               /* a HEAD request */
 } pc_hint_key_t;
 
+/* httpd's limits on a request head (the connection's base server's
+ * LimitRequestLine, LimitRequestFieldSize, LimitRequestFields; 0 fields:
+ * no limit). */
+typedef struct pc_hint_limits_t {
+    apr_size_t line;
+    apr_size_t field;
+    int fields;
+} pc_hint_limits_t;
+
 /* Looks at the bytes 'b' (n of them) that start a request: returns 1 and
  * fills 'key' if they hold the whole head of a plain HTTP/1.x request in
  * origin form ("GET /path HTTP/1.1") with exactly one ordinary Host
- * header; 0 for anything else (which then takes httpd's own path).  A
- * PROXY protocol header in front is skipped. */
-int pc_hint_scan(const char *b, apr_size_t n, pc_hint_key_t *key);
+ * header, and nothing httpd refuses before it looks at the Host (within
+ * 'limits'); 0 for anything else (which then takes httpd's own path). */
+int pc_hint_scan(const char *b, apr_size_t n, const pc_hint_limits_t *limits,
+                 pc_hint_key_t *key);
 
 /* The pool httpd chose last time for this Host on a connection like
  * 'c' (same address, port and vhost chain), or -1 if this thread has

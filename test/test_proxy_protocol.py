@@ -49,12 +49,18 @@ def v2_header(port):
         + struct.pack("!H", len(addr)) + addr
 
 
-@pytest.fixture(scope="module", params=["default", "dispatch"])
+@pytest.fixture(scope="module", params=["default", "dispatch", "h2c"])
 def srv(request, httpd_factory, dispatch_user):
+    """h2c: mod_http2 with h2c enabled (Debian's http2.conf) looks at the
+    first bytes of every connection before httpd reads a request, so
+    mod_remoteip reads the PROXY header before the first request starts:
+    the header must still travel with every hand-off."""
     dispatch = "DispatchUserID %s %s" % (DISPATCH_USER, DISPATCH_USER) \
         if request.param == "dispatch" else ""
+    if request.param == "h2c":
+        dispatch = "Protocols h2c http/1.1"
     modules = ("authz_core", "authz_host", "mime", "dir", "alias", "cgi",
-               "remoteip")
+               "remoteip") + (("http2",) if request.param == "h2c" else ())
     h = httpd_factory("proxy-" + request.param)
     h.write_config(CONF.replace("{dispatch}", dispatch), modules=modules)
     try:

@@ -35,11 +35,15 @@ static void expect(const char *name, int ok)
     }
 }
 
+/* httpd's defaults: LimitRequestLine, LimitRequestFieldSize 8190,
+ * LimitRequestFields 100. */
+static pc_hint_limits_t limits = { 8190, 8190, 100 };
+
 /* Scans 'head' (NUL-terminated); returns 1 and the host if it hints. */
 static int scan(const char *head, pc_hint_key_t *key)
 {
     memset(key, 0, sizeof(*key));
-    return pc_hint_scan(head, strlen(head), key);
+    return pc_hint_scan(head, strlen(head), &limits, key);
 }
 
 static void hints(const char *name, const char *head, const char *host,
@@ -111,6 +115,50 @@ static void test_scan(void)
             "GET / HTTP/1.1\r\nHost: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test\r\n\r\n");
     no_hint("X-Host is not Host", "GET / HTTP/1.1\r\nX-Host: a\r\n\r\n");
+
+    hints("chunked body", "POST / HTTP/1.1\r\nHost: a\r\n"
+          "Transfer-Encoding: Chunked\r\n\r\n", "a", 0);
+    hints("OPTIONS, DELETE, PUT, PATCH",
+          "PATCH /x HTTP/1.1\r\nHost: a\r\n\r\n", "a", 0);
+    no_hint("CONNECT", "CONNECT /x HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    no_hint("an unregistered method",
+            "BREW /pot HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    no_hint("a PROXY header is request data here",
+            "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nGET / HTTP/1.1\r\n"
+            "Host: a.test\r\n\r\n");
+    no_hint("fragment in the target",
+            "GET /a#b HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    no_hint("8-bit byte in the target",
+            "GET /\xe9 HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    no_hint("invalid Content-Length",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n");
+    no_hint("negative Content-Length",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n");
+    no_hint("two Content-Lengths",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
+            "Content-Length: 1\r\n\r\n");
+    no_hint("Transfer-Encoding other than chunked",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, "
+            "chunked\r\n\r\n");
+    no_hint("Transfer-Encoding and Content-Length",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Length: 3\r\n\r\n");
+
+    limits.line = 16;
+    no_hint("request line at LimitRequestLine",
+            "GET /0123456789 HTTP/1.1\r\nHost: a\r\n\r\n");
+    limits.line = 8190;
+    limits.field = 10;
+    no_hint("header line at LimitRequestFieldSize",
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Long: 0123\r\n\r\n");
+    limits.field = 8190;
+    limits.fields = 2;
+    no_hint("more header lines than LimitRequestFields",
+            "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nY: 2\r\n\r\n");
+    limits.fields = 0;
+    hints("LimitRequestFields 0: no limit of httpd's",
+          "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nY: 2\r\n\r\n", "a", 0);
+    limits.fields = 100;
 
     strcpy(many, "GET / HTTP/1.1\r\nHost: a.test\r\n");
     for (i = 0; i < 70; i++) {
