@@ -936,10 +936,8 @@ static apr_size_t proxy_len(const char *b, apr_size_t n)
     return 0;
 }
 
-/* mod_remoteip's RemoteIPProxyProtocol reads a PROXY header once, at
- * the start of a connection, and the receiving child's mod_remoteip
- * expects one at the start of what it reads.  The first request's
- * recording holds it: keep a copy for the connection's later passes. */
+/* Does mod_remoteip expect a PROXY header on 'c'?  Its filter is there
+ * only where RemoteIPProxyProtocol is on for the connection. */
 static int proxy_protocol_on(conn_rec *c)
 {
     ap_filter_t *f;
@@ -953,6 +951,11 @@ static int proxy_protocol_on(conn_rec *c)
     return 0;
 }
 
+/* mod_remoteip's RemoteIPProxyProtocol reads a PROXY header once, at
+ * the start of a connection, and the receiving child's mod_remoteip
+ * expects one at the start of what it reads.  The first request's
+ * recording (or what was read before it) holds it: keep a copy for the
+ * connection's later passes. */
 static void note_proxy_header(conn_rec *c, pc_conn_t *pcc)
 {
     apr_size_t n;
@@ -1297,7 +1300,7 @@ static int pass_early_error(request_rec *r)
         orig = orig->prev;
     }
     owner = PC_SERVER_CONF(orig->server)->pool;
-    if (pc_my_pool == pc_conf->dispatch_pool
+    if (pc_conf->dispatch_pool >= 0 && pc_my_pool == pc_conf->dispatch_pool
         && orig->server == c->base_server) {
         /* The dispatch pool: httpd may not have chosen the vhost from the
          * Host yet, and the address's first vhost's tenant must not read
