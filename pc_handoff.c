@@ -122,6 +122,11 @@ typedef struct pc_conn_t {
                               * request (a PROXY header) */
     int proxy_broken;        /* a PROXY header too large to keep: the
                               * connection cannot move */
+    int head_has_proxy;      /* the current recording starts with the
+                              * connection's PROXY header (its first) */
+    int tls;                 /* mod_ssl was on: the connection never
+                              * moves, even after it fell back to plain
+                              * HTTP (a plain request to a TLS port) */
     int proxy_checked;       /* first request looked at for PROXY */
     char *proxy;             /* the connection's PROXY header, if any */
     apr_size_t proxy_len;
@@ -622,6 +627,12 @@ static apr_status_t record_filter(ap_filter_t *f, apr_bucket_brigade *bb,
          * requests: its next request is not ours to read. */
         return APR_EOF;
     }
+    if (pcc->early && !pcc->tls && ap_ssl_conn_is_ssl(f->c)) {
+        /* mod_ssl's handshake, run before the first request (its
+         * process_connection hook): remembered, as mod_ssl forgets its
+         * session when the client turns out to speak plain HTTP. */
+        pcc->tls = 1;
+    }
     if (mode == AP_MODE_GETLINE && pcc->hint_ok && pcc->len == 0) {
         if (pass_by_hint(f, pcc, block, &rv)) {
             /* httpd sees end of file before the request line and lets the
@@ -723,13 +734,18 @@ static void pre_read_request(request_rec *r, conn_rec *c)
     if (pcc == NULL || pcc->filter == NULL) {
         return;
     }
+    if (ap_ssl_conn_is_ssl(c)) {
+        pcc->tls = 1;             /* (see record_filter) */
+    }
+    pcc->head_has_proxy = 0;
     if (pcc->early) {
         /* Whatever was read before this first request can only be a
-         * PROXY header: keep it for the connection's passes. */
-        pcc->early = 0;
+         * PROXY header (or a TLS handshake): keep it for the
+         * connection's passes.  The recording below starts afresh. */
         if (pcc->len > 0) {
             note_proxy_header(c, pcc);
         }
+        pcc->early = 0;
     }
     if (must_give_back(pcc)) {
         give_back(r, c, pcc);
@@ -971,6 +987,7 @@ static void note_proxy_header(conn_rec *c, pc_conn_t *pcc)
     if (n > 0) {
         pcc->proxy = apr_pmemdup(c->pool, pcc->head, n);
         pcc->proxy_len = n;
+        pcc->head_has_proxy = !pcc->early;
     }
     else if ((pcc->len >= 6 && memcmp(pcc->head, "PROXY ", 6) == 0)
              || (pcc->len >= sizeof(proxy_v2sig)
@@ -1006,9 +1023,10 @@ static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
         return rv;
     }
     /* The connection's PROXY header goes first unless the recorded head
-     * starts with it already (the first request). */
-    proxy_n = (pcc->proxy_len && proxy_len(pcc->head, pcc->len) == 0)
-              ? pcc->proxy_len : 0;
+     * is the connection's first, which starts with it.  Decided by
+     * position, never by what a head looks like: a client may send a
+     * "PROXY ..." line of its own as a later request. */
+    proxy_n = (pcc->proxy_len && !pcc->head_has_proxy) ? pcc->proxy_len : 0;
     if (proxy_n + pcc->len + extra + sizeof(*pre) > PC_CHAN_MAX_PAYLOAD) {
         return APR_ENOSPC;
     }
@@ -1131,7 +1149,7 @@ static int pass_on(request_rec *r, int owner)
         || chan_send[chan_base[owner]] < 0) {
         return refuse(r, want, "cannot pass it on");
     }
-    if (ap_ssl_conn_is_ssl(r->connection)) {
+    if (pcc->tls || ap_ssl_conn_is_ssl(r->connection)) {
         /* The TLS session lives in this process and cannot move. */
         return refuse(r, want, "TLS connections are not passed on");
     }
@@ -1244,8 +1262,9 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
         pcc->learn = 1;           /* check_owner learns httpd's choice */
         return 0;
     }
-    if (owner == pc_my_pool || owner >= num_chans || ap_ssl_conn_is_ssl(c)
-        || chan_send[chan_base[owner]] < 0 || pcc->proxy_broken) {
+    if (owner == pc_my_pool || owner >= num_chans || pcc->tls
+        || ap_ssl_conn_is_ssl(c) || chan_send[chan_base[owner]] < 0
+        || pcc->proxy_broken) {
         return 0;
     }
     pcc->out_way = send_way(owner, pcc);
@@ -1301,16 +1320,19 @@ static int pass_early_error(request_rec *r)
     }
     owner = PC_SERVER_CONF(orig->server)->pool;
     if (pc_conf->dispatch_pool >= 0 && pc_my_pool == pc_conf->dispatch_pool
-        && orig->server == c->base_server) {
+        && orig->server == c->base_server
+        && orig->status != HTTP_EXPECTATION_FAILED) {
         /* The dispatch pool: httpd may not have chosen the vhost from the
-         * Host yet, and the address's first vhost's tenant must not read
-         * a request that names another's.  Answered here. */
+         * Host yet (it has for a 417), and the address's first vhost's
+         * tenant must not read a request that names another's.  Answered
+         * here. */
         return 0;
     }
     if (pcc == NULL || pcc->filter == NULL || !pcc->fresh
         || pcc->overflow || pcc->proxy_broken || owner == pc_my_pool
         || owner < 0
-        || !decided_by_bytes(orig->status) || ap_ssl_conn_is_ssl(c)
+        || !decided_by_bytes(orig->status) || pcc->tls
+        || ap_ssl_conn_is_ssl(c)
         || chan_send[chan_base[owner]] < 0) {
         return 0;
     }
@@ -1378,6 +1400,15 @@ static int check_owner(request_rec *r)
                       pc_pools_label(pc_pools_get(sc->pool)),
                       pc_pools_label(pc_pools_get(pc_my_pool)));
         return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (pcc != NULL && pcc->tls && !ap_ssl_conn_is_ssl(r->connection)) {
+        /* Plain HTTP to a TLS port: mod_ssl dropped its session and would
+         * answer 400 after us.  The connection cannot move, and nothing
+         * of another pool's vhost may run here: the same 400, now. */
+        apr_table_setn(r->notes, "error-notes",
+                       "Reason: this port speaks TLS; the request came in "
+                       "plain HTTP. Use an https:// URL.<br />\n");
+        return HTTP_BAD_REQUEST;
     }
     return pass_on(r, sc->pool);
 }

@@ -84,7 +84,8 @@ static int common_method(const char *m, apr_size_t len)
 }
 
 /* "METHOD /target HTTP/1.x", and nothing httpd's strict parser would
- * refuse on the way: a common method, printable ASCII, no fragment. */
+ * refuse on the way: a common method, a path, printable ASCII, no
+ * fragment. */
 static int request_line_ok(const char *b, const char *eol,
                            pc_hint_key_t *key)
 {
@@ -93,8 +94,10 @@ static int request_line_ok(const char *b, const char *eol,
     while (p < eol && apr_isupper(*p)) {
         p++;
     }
+    /* "//" would make httpd read an authority (user info, a port) that
+     * it may refuse before it looks at the Host. */
     if (!common_method(b, (apr_size_t)(p - b)) || eol - p < 11
-        || p[0] != ' ' || p[1] != '/') {
+        || p[0] != ' ' || p[1] != '/' || p[2] == '/') {
         return 0;
     }
     key->head_only = (p - b == 4 && memcmp(b, "HEAD", 4) == 0);

@@ -99,3 +99,27 @@ def test_client_address_survives_hand_offs(srv, users, header):
             got = ask(conn, host)
             assert int(got["uid"]) == users[OWNER[host]].uid, (host, got)
             assert got["addr"] == CLIENT, (host, got, srv.error_log()[-2000:])
+
+
+def test_later_proxy_line_is_request_data(srv, users):
+    """Only the start of a connection may hold its PROXY header.  A client
+    that sends a "PROXY ..." line of its own as a later request gets a 400
+    for it, and nothing after it is served as the address that line names
+    (the line is passed on behind the connection's real header, where the
+    receiving mod_remoteip never takes it for one)."""
+    port = srv.port("default")
+    for host in ("a.test", "b.test"):
+        with RawConnection(port) as conn:
+            conn.send(v1_header(port))
+            assert ask(conn, host)["addr"] == CLIENT
+            conn.send(b"PROXY TCP4 6.6.6.6 127.0.0.1 4444 %d\r\n" % port)
+            conn.send(raw_request("GET", "/cgi-bin/addr.cgi", "c.test"))
+            answers = []
+            try:
+                while True:
+                    answers.append(conn.read_response())
+            except (EOFError, OSError):
+                pass
+        assert answers and answers[0].status == 400, answers
+        assert not any("6.6.6.6" in (r.body or "") for r in answers), \
+            [(r.status, r.body) for r in answers]

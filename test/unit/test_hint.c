@@ -126,6 +126,10 @@ static void test_scan(void)
     no_hint("a PROXY header is request data here",
             "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nGET / HTTP/1.1\r\n"
             "Host: a.test\r\n\r\n");
+    no_hint("authority in the target (user info)",
+            "GET //u:p@x/ HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    no_hint("authority in the target (bad port)",
+            "GET //x:abc/ HTTP/1.1\r\nHost: a.test\r\n\r\n");
     no_hint("fragment in the target",
             "GET /a#b HTTP/1.1\r\nHost: a.test\r\n\r\n");
     no_hint("8-bit byte in the target",
