@@ -39,6 +39,7 @@
 #include "pc_channel.h"
 #include "pc_affinity.h"
 #include "pc_hint.h"
+#include "pc_sni.h"
 #include "http_log.h"
 #include "http_main.h"
 #include "http_core.h"
@@ -141,6 +142,7 @@ typedef struct pc_conn_t {
     int out_way;             /* which of its channels (send_way) */
     int out_between;         /* given back between two requests */
     int out_head_only;       /* HEAD: a refusal has no body */
+    int out_tls;             /* before a TLS handshake: no HTTP answer */
     struct iovec out[4];
     pc_preamble_t pre;       /* out[0] */
     const char *out_vhost;   /* for the log, if the send fails */
@@ -611,6 +613,8 @@ static void record(pc_conn_t *pcc, apr_pool_t *p, const char *data,
 
 static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
                         apr_read_type_e block, apr_status_t *rv);
+static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
+                       apr_read_type_e block, apr_status_t *rv);
 
 /* Keeps a copy of what the layers above consume while a request head
  * is being read.  Speculative reads consume nothing. */
@@ -630,8 +634,16 @@ static apr_status_t record_filter(ap_filter_t *f, apr_bucket_brigade *bb,
     if (pcc->early && !pcc->tls && ap_ssl_conn_is_ssl(f->c)) {
         /* mod_ssl's handshake, run before the first request (its
          * process_connection hook): remembered, as mod_ssl forgets its
-         * session when the client turns out to speak plain HTTP. */
+         * session when the client turns out to speak plain HTTP.  Before
+         * the handshake begins, the connection may still go to the pool
+         * of the vhost its ClientHello names. */
         pcc->tls = 1;
+        if (pass_by_sni(f, pcc, block, &rv)) {
+            return APR_ECONNABORTED;
+        }
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
     }
     if (mode == AP_MODE_GETLINE && pcc->hint_ok && pcc->len == 0) {
         if (pass_by_hint(f, pcc, block, &rv)) {
@@ -702,7 +714,8 @@ static void note_proxy_header(conn_rec *c, pc_conn_t *pcc);
  * reads another tenant's request. */
 static int must_give_back(const pc_conn_t *pcc)
 {
-    return pc_conf->dispatch_pool >= 0 && pc_my_pool >= 0
+    /* A TLS session stays where its handshake was made. */
+    return !pcc->tls && pc_conf->dispatch_pool >= 0 && pc_my_pool >= 0
            && pc_my_pool != pc_conf->dispatch_pool
            && pcc->served > 0 && pcc->from_dispatch;
 }
@@ -1111,6 +1124,9 @@ void pc_handoff_finish(conn_rec *c)
         return;
     }
     log_refusal(c, rv, pcc->out_vhost, want, send_failure(rv));
+    if (pcc->out_tls) {
+        return;                   /* closed: no handshake was made here */
+    }
     refuse_raw(sock, pcc->out_head_only);
     /* The connection is ours again: a lingering close lets the client
      * read the answer before the socket goes. */
@@ -1280,6 +1296,62 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
     ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c,
                   "PC0307: Host %s is pool %s's: passed before parsing",
                   pcc->out_vhost, pc_pools_get(owner)->label);
+    return 1;
+}
+
+/* Called at mod_ssl's first read of a TLS connection accepted here,
+ * before any handshake: if its ClientHello names (by SNI) a vhost of
+ * another pool, the connection goes there with the ClientHello, and that
+ * pool's child does the handshake (and serves the connection for its
+ * life: a TLS session cannot move later).  Returns 1 if it goes; mod_ssl
+ * then sees the connection aborted.  Anything else (no whole ClientHello
+ * in the first read, no pool to take it) stays here, as before: the
+ * handshake goes on, and requests for other pools' vhosts get 503. */
+static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
+                       apr_read_type_e block, apr_status_t *rv)
+{
+    conn_rec *c = f->c;
+    char name[PC_SNI_MAX + 1];
+    apr_size_t len;
+    int owner;
+
+    *rv = APR_SUCCESS;
+    if (pc_my_pool < 0 || pcc->hops > 0 || pcc->len > 0) {
+        return 0;                 /* passed here already, or PROXY first */
+    }
+    if (pcc->peek == NULL) {
+        pcc->peek = apr_brigade_create(c->pool, c->bucket_alloc);
+        pcc->peek_buf = apr_palloc(c->pool, PC_HINT_PEEK);
+    }
+    *rv = ap_get_brigade(f->next, pcc->peek, AP_MODE_SPECULATIVE, block, 1);
+    len = APR_BRIGADE_EMPTY(pcc->peek) ? 0 : 1;
+    apr_brigade_cleanup(pcc->peek);
+    if (*rv != APR_SUCCESS || len == 0) {
+        return 0;
+    }
+    len = peek_head(c, pcc->peek_buf);
+    if (pc_sni_parse((const unsigned char *)pcc->peek_buf, len, name) < 0) {
+        return 0;
+    }
+    owner = PC_SERVER_CONF(pc_sni_vhost(c, name))->pool;
+    if (owner == pc_my_pool || owner < 0 || owner >= num_chans
+        || chan_send[chan_base[owner]] < 0) {
+        return 0;
+    }
+    pcc->out_way = send_way(owner, pcc);
+    if (!pool_can_take(owner, pcc->out_way)
+        || prepare_record(c, pcc, owner, 0) != APR_SUCCESS) {
+        return 0;
+    }
+    pcc->out_vhost = apr_pstrdup(c->pool, name);
+    pcc->out_tls = 1;             /* a failed send closes: no HTTP here */
+    pcc->recording = 0;
+    pcc->gone = 1;
+    forget(c);
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
+                  "PC0308: TLS server name %s is pool %s's: passed before "
+                  "the handshake", name[0] ? name : "(none)",
+                  pc_pools_get(owner)->label);
     return 1;
 }
 

@@ -1,20 +1,25 @@
 """TLS on a port shared by several pools' vhosts.
 
 A TLS session lives in the process that did the handshake, so a TLS
-connection never moves: a request on it for another pool's vhost is
-refused with 503 (never served by the wrong uid).  Plain HTTP sent to
-the TLS port gets the 400 that worker gives, whichever child accepted
-it; the connection must not be passed to a child that would then try a
-TLS handshake on it.
+connection moves, if at all, before its handshake: the child that
+accepted it reads the ClientHello, and a connection whose server name
+(SNI) is another pool's vhost goes to that pool, whose child does the
+handshake and serves it (HTTP/1.1 or HTTP/2).  After the handshake a
+request for another pool's vhost on the same connection gets 503, never
+the wrong uid.  Plain HTTP sent to the TLS port gets the 400 that worker
+gives, whichever child accepted it.
 """
 
+import socket
+import ssl
 import subprocess
 
 import pytest
 
-from pchelpers import RawConnection, raw_request, wait_until
+from pchelpers import DISPATCH_USER, RawConnection, raw_request, wait_until
 
 CONF = """
+{protocols}
 ThreadsPerChild 4
 ChildPerUserID pcalice pcalice
 ChildPerUserID pcbob pcbob
@@ -42,60 +47,110 @@ MODULES = ("authz_core", "authz_host", "mime", "dir", "alias", "cgi",
 OWNER = {"a.test": "pcalice", "b.test": "pcbob", "c.test": "pccarol"}
 
 
-@pytest.fixture(scope="module")
-def tls(httpd_factory):
-    h = httpd_factory("tls")
+@pytest.fixture(scope="module", params=["http1", "h2", "dispatch"])
+def tls(request, httpd_factory, dispatch_user):
+    """dispatch: a dispatch pool accepts the port and passes every
+    connection on by its server name; no tenant reads another's
+    ClientHello."""
+    h = httpd_factory("tls-" + request.param)
+    h.h2 = request.param != "http1"
     d = h.root / "tls"
     d.mkdir()
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
                     "-nodes", "-days", "2", "-subj", "/CN=a.test",
                     "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
                    check=True, capture_output=True, timeout=60)
-    h.write_config(CONF, modules=MODULES)
+    extra = "Protocols h2 http/1.1" if h.h2 else ""
+    if request.param == "dispatch":
+        extra += "\nDispatchUserID %s %s" % (DISPATCH_USER, DISPATCH_USER)
+    h.write_config(CONF.replace("{protocols}", extra),
+                   modules=MODULES + (("http2",) if h.h2 else ()))
     try:
         h.start(wait_ports=[])
         port = h.port("tls")
-        # Up once a TLS request gets an answer (the owner's, or the 503
-        # of a child of another pool).
-        assert wait_until(lambda: curl(port, "a.test")[0] in ("200", "503"),
-                          20), h.error_log()[-3000:]
+        # Up once every pool's child answers.
+        assert wait_until(lambda: all(curl(port, host)[0] == "200"
+                                      for host in OWNER), 20), \
+            h.error_log()[-3000:]
         yield h
         h.stop()
     finally:
         h.kill_all()
 
 
-def curl(port, host):
-    """(status, body) of one HTTPS request on a new connection."""
+def curl(port, host, version="--http1.1"):
+    """(status, body) of one HTTPS request on a new connection, asking
+    for server name 'host'; status carries the HTTP version: "200 2"."""
     url = "https://%s:%d/cgi-bin/id.cgi" % (host, port)
     out = subprocess.run(
-        ["curl", "-sk", "--http1.1", "--max-time", "10", "--resolve",
-         "%s:%d:127.0.0.1" % (host, port), "-w", "\nSTATUS=%{http_code}",
-         url], capture_output=True, text=True, timeout=30).stdout
+        ["curl", "-sk", version, "--max-time", "10", "--resolve",
+         "%s:%d:127.0.0.1" % (host, port), "-w",
+         "\nSTATUS=%{http_code} %{http_version}", url],
+        capture_output=True, text=True, timeout=30).stdout
     body, _, status = out.rpartition("\nSTATUS=")
-    return status, body
+    return status.split(" ")[0], body, status.split(" ")[-1]
 
 
-def test_tls_served_by_owner_or_refused(tls, users):
-    """Every HTTPS answer is the owner's (its uid) or a 503 with
-    Retry-After from the child that did the handshake: never another
-    pool's uid.  (Which child accepts is up to the kernel: one child may
-    take them all.)"""
+def test_tls_served_by_owner(tls, users):
+    """Every HTTPS request on a new connection is served by its vhost's
+    owner, whichever child accepted the connection (one child may accept
+    nearly all of them): the connection went to the owner before the
+    handshake.  With Protocols h2, over HTTP/2 too."""
     port = tls.port("tls")
-    seen = {}
-    for _ in range(6):
+    versions = ["--http1.1"] + (["--http2"] if tls.h2 else [])
+    for _ in range(5):
         for host, owner in OWNER.items():
-            status, body = curl(port, host)
-            seen.setdefault(status, 0)
-            seen[status] += 1
-            assert status in ("200", "503"), (host, status, body)
-            if status == "200":
+            for v in versions:
+                status, body, got = curl(port, host, v)
+                assert status == "200", (host, v, status, body,
+                                         tls.error_log()[-2000:])
                 ident = dict(l.split("=", 1) for l in body.splitlines()
                              if "=" in l)
                 assert int(ident["uid"]) == users[owner].uid, (host, ident)
-            else:
-                assert "this site's server is not available" in body, body
-    assert sum(seen.values()) == 6 * len(OWNER), seen
+                assert got == ("2" if v == "--http2" else "1.1"), (v, got)
+
+
+def test_tls_other_vhost_on_same_connection_refused(tls, users):
+    """After the handshake a connection stays: a request on it for a vhost
+    of another pool than its server name's gets 503, never another uid."""
+    port = tls.port("tls")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="a.test") as t:
+            first = tls_request(t, "a.test")
+            second = tls_request(t, "b.test")
+    assert first[0] == 200 and "uid=%d" % users["pcalice"].uid in first[1]
+    assert second[0] == 503, second
+    assert "uid=" not in second[1], second
+
+
+def tls_request(t, host):
+    """(status, body) of one HTTP/1.1 request on TLS socket 't'."""
+    t.sendall(raw_request("GET", "/cgi-bin/id.cgi", host))
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = t.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = [int(l.split(b":")[1]) for l in head.split(b"\r\n")
+              if l.lower().startswith(b"content-length:")]
+    chunked = b"transfer-encoding: chunked" in head.lower()
+
+    def complete():
+        if chunked:
+            return body.startswith(b"0\r\n\r\n") \
+                or body.endswith(b"\r\n0\r\n\r\n")
+        return not length or len(body) >= length[0]
+    while not complete():
+        chunk = t.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(head.split(b" ")[1]), body.decode(errors="replace")
 
 
 @pytest.mark.parametrize("host", sorted(OWNER))

@@ -1,5 +1,5 @@
-"""Builds and runs the C unit tests of test/unit/ (pc_channel.c, pc_hint.c)
-as part of the pytest run.  Self-contained: uses no fixture of
+"""Builds and runs the C unit tests of test/unit/ (pc_channel.c, pc_hint.c,
+pc_sni.c) as part of the pytest run.  Self-contained: uses no fixture of
 test/conftest.py."""
 
 import os
@@ -43,25 +43,37 @@ def _run(exe, tmp):
         "unexpected summary %r:\n%s" % (last, out)
 
 
-def test_hint_c():
-    """pc_hint.c: which request heads may be passed on by their Host, and
-    the per-thread cache of httpd's decisions (needs apache2-dev)."""
+def _httpd_unit(name, source):
+    """Builds test/unit/<name>.c with ../../<source> against httpd's and
+    APR's headers (apache2-dev) and runs it."""
     cc = _compiler()
     assert cc, "no C compiler found (cc, gcc, clang or $CC)"
     flags = ["-I" + TOP, "-I" + _config("apxs", "-q", "INCLUDEDIR")[0]]
     flags += _config("apr-1-config", "--includes", "--cppflags")
     with tempfile.TemporaryDirectory(prefix="perchild-unit-") as tmp:
-        exe = os.path.join(tmp, "test_hint")
+        exe = os.path.join(tmp, name)
         build = subprocess.run(
             cc + ["-Wall", "-Wextra", "-O1", "-g"] + flags + [
-                "-o", exe, os.path.join(HERE, "test_hint.c"),
-                os.path.join(TOP, "pc_hint.c"), "-lpthread"]
+                "-o", exe, os.path.join(HERE, name + ".c"),
+                os.path.join(TOP, source), "-lpthread"]
             + _config("apr-1-config", "--link-ld"),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             universal_newlines=True, timeout=300)
         assert build.returncode == 0, \
-            "building test_hint failed:\n" + build.stdout
+            "building %s failed:\n%s" % (name, build.stdout)
         _run(exe, tmp)
+
+
+def test_hint_c():
+    """pc_hint.c: which request heads may be passed on by their Host, and
+    the per-thread cache of httpd's decisions (needs apache2-dev)."""
+    _httpd_unit("test_hint", "pc_hint.c")
+
+
+def test_sni_c():
+    """pc_sni.c: the server name of a TLS ClientHello, from cut-short and
+    corrupted records as well as good ones."""
+    _httpd_unit("test_sni", "pc_sni.c")
 
 
 def test_channel_c():
