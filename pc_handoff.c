@@ -119,6 +119,7 @@ typedef struct pc_conn_t {
     pc_hint_key_t key;       /* the current request's Host, if scanned */
     apr_bucket_brigade *peek;
     char *peek_buf;          /* PC_HINT_PEEK bytes */
+    char *peek_tls;          /* PC_SNI_PEEK bytes, for a ClientHello */
     int early;               /* recording what is read before the first
                               * request (a PROXY header) */
     int proxy_broken;        /* a PROXY header too large to keep: the
@@ -143,6 +144,7 @@ typedef struct pc_conn_t {
     int out_between;         /* given back between two requests */
     int out_head_only;       /* HEAD: a refusal has no body */
     int out_tls;             /* before a TLS handshake: no HTTP answer */
+    int sni_done;            /* the ClientHello was looked at */
     struct iovec out[4];
     pc_preamble_t pre;       /* out[0] */
     const char *out_vhost;   /* for the log, if the send fails */
@@ -638,6 +640,8 @@ static apr_status_t record_filter(ap_filter_t *f, apr_bucket_brigade *bb,
          * the handshake begins, the connection may still go to the pool
          * of the vhost its ClientHello names. */
         pcc->tls = 1;
+    }
+    if (pcc->early && pcc->tls && !pcc->sni_done) {
         if (pass_by_sni(f, pcc, block, &rv)) {
             return APR_ECONNABORTED;
         }
@@ -1123,10 +1127,17 @@ void pc_handoff_finish(conn_rec *c)
                       "dispatch pool; closing it");
         return;
     }
-    log_refusal(c, rv, pcc->out_vhost, want, send_failure(rv));
     if (pcc->out_tls) {
-        return;                   /* closed: no handshake was made here */
+        /* Closed: no handshake was made here, so no answer can be. */
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c,
+                      "PC0309: TLS connection for %s (pool %s) reached a "
+                      "child of pool %s and %s; closing it", pcc->out_vhost,
+                      pc_pools_label(want),
+                      pc_pools_label(pc_pools_get(pc_my_pool)),
+                      send_failure(rv));
+        return;
     }
+    log_refusal(c, rv, pcc->out_vhost, want, send_failure(rv));
     refuse_raw(sock, pcc->out_head_only);
     /* The connection is ours again: a lingering close lets the client
      * read the answer before the socket goes. */
@@ -1155,19 +1166,51 @@ static int forget_request(request_rec *r)
     return DONE;
 }
 
+/* Is 'c' (or the connection its HTTP/2 stream runs on) TLS, or was it
+ * when mod_ssl began? */
+static int tls_connection(conn_rec *c)
+{
+    conn_rec *top = c->master != NULL ? c->master : c;
+    pc_conn_t *pcc = conn_state(top);
+
+    return (pcc != NULL && pcc->tls) || ap_ssl_conn_is_ssl(top);
+}
+
+static const char misdirected_body[] =
+    "421 Misdirected Request: this connection was made for another site; "
+    "please connect again.\n";
+
+/* A request on a TLS connection made (by its server name) for a vhost of
+ * this pool, for another pool's vhost: 421 asks the client to open a
+ * connection of its own, which goes to that pool before its handshake.
+ * Browsers send it when one certificate covers both names. */
+static int misdirected(request_rec *r, const pc_pool_t *want)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "PC0316: request for vhost %s (pool %s) came on a TLS "
+                  "connection held by pool %s; answering 421",
+                  r->server->server_hostname, pc_pools_label(want),
+                  pc_pools_label(pc_pools_get(pc_my_pool)));
+    r->status = HTTP_MISDIRECTED_REQUEST;
+    ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
+    ap_rputs(misdirected_body, r);
+    return DONE;
+}
+
 static int pass_on(request_rec *r, int owner)
 {
     pc_conn_t *pcc = conn_state(r->connection);
     pc_pool_t *want = pc_pools_get(owner);
     apr_status_t rv;
 
+    if (tls_connection(r->connection)) {
+        /* The TLS session lives in this process and cannot move. */
+        return misdirected(r, want);
+    }
+
     if (pcc == NULL || pcc->filter == NULL
         || chan_send[chan_base[owner]] < 0) {
         return refuse(r, want, "cannot pass it on");
-    }
-    if (pcc->tls || ap_ssl_conn_is_ssl(r->connection)) {
-        /* The TLS session lives in this process and cannot move. */
-        return refuse(r, want, "TLS connections are not passed on");
     }
     if (pcc->overflow) {
         return refuse(r, want, "its head is too large to pass on");
@@ -1198,8 +1241,9 @@ static int pass_on(request_rec *r, int owner)
 #define PC_HINT_PEEK 4096
 
 /* Copies what the core has read of the next request (at least a byte,
- * after a speculative read) into 'buf', without reading the socket. */
-static apr_size_t peek_head(conn_rec *c, char *buf)
+ * after a speculative read) into 'buf' (of 'max' bytes), without reading
+ * the socket. */
+static apr_size_t peek_head(conn_rec *c, char *buf, apr_size_t max)
 {
     apr_bucket_brigade *bb = core_read_ahead(c);
     apr_bucket *e;
@@ -1209,7 +1253,7 @@ static apr_size_t peek_head(conn_rec *c, char *buf)
         return 0;
     }
     for (e = APR_BRIGADE_FIRST(bb);
-         e != APR_BRIGADE_SENTINEL(bb) && n < PC_HINT_PEEK;
+         e != APR_BRIGADE_SENTINEL(bb) && n < max;
          e = APR_BUCKET_NEXT(e)) {
         const char *data;
         apr_size_t len;
@@ -1220,8 +1264,8 @@ static apr_size_t peek_head(conn_rec *c, char *buf)
                != APR_SUCCESS) {
             break;
         }
-        if (len > PC_HINT_PEEK - n) {
-            len = PC_HINT_PEEK - n;
+        if (len > max - n) {
+            len = max - n;
         }
         memcpy(buf + n, data, len);
         n += len;
@@ -1266,7 +1310,7 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
     pcc->hint_ok = 0;             /* one look per request */
     /* A PROXY header in front is request data here (mod_remoteip reads
      * a real one before httpd's first GETLINE): the scan refuses it. */
-    len = peek_head(c, pcc->peek_buf);
+    len = peek_head(c, pcc->peek_buf, PC_HINT_PEEK);
     limits.line = (apr_size_t)s->limit_req_line;
     limits.field = (apr_size_t)s->limit_req_fieldsize;
     limits.fields = s->limit_req_fields;
@@ -1299,38 +1343,101 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
     return 1;
 }
 
-/* Called at mod_ssl's first read of a TLS connection accepted here,
- * before any handshake: if its ClientHello names (by SNI) a vhost of
- * another pool, the connection goes there with the ClientHello, and that
- * pool's child does the handshake (and serves the connection for its
- * life: a TLS session cannot move later).  Returns 1 if it goes; mod_ssl
- * then sees the connection aborted.  Anything else (no whole ClientHello
- * in the first read, no pool to take it) stays here, as before: the
- * handshake goes on, and requests for other pools' vhosts get 503. */
+/* The most of a connection's first bytes looked at for a ClientHello:
+ * a PROXY header (v2 with TLVs) and one whole TLS record. */
+#define PC_SNI_PEEK (536 + 5 + 16384)
+
+/* Waits, within the socket's timeout, until the core's read-ahead holds
+ * the whole TLS record that starts 'skip' bytes in (a ClientHello can
+ * come in several TCP segments: post-quantum key shares make it larger
+ * than one); returns how many bytes of it 'buf' holds. */
+static apr_size_t peek_tls_record(ap_filter_t *f, char *buf, apr_size_t skip,
+                                  apr_size_t len, apr_read_type_e block)
+{
+    conn_rec *c = f->c;
+    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    apr_interval_time_t timeout;
+    apr_os_sock_t fd;
+    apr_size_t need;
+    int tries;
+
+    if (len < skip + 5 || (unsigned char)buf[skip] != 22) {
+        return len;
+    }
+    need = skip + 5 + (((unsigned char)buf[skip + 3] << 8)
+                       | (unsigned char)buf[skip + 4]);
+    if (need > PC_SNI_PEEK || block != APR_BLOCK_READ
+        || apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS
+        || apr_socket_timeout_get(ap_get_conn_socket(c), &timeout)
+           != APR_SUCCESS) {
+        return len;
+    }
+    for (tries = 0; len < need && tries < 64; tries++) {
+        struct pollfd pfd;
+
+        pfd.fd = fd;
+        pfd.events = POLLIN;
+        if (poll(&pfd, 1, timeout < 0 ? -1 : (int)apr_time_as_msec(timeout))
+            != 1) {
+            break;                /* the handshake's own read times out */
+        }
+        /* The core reads what the socket has without waiting. */
+        if (ap_get_brigade(f->next, bb, AP_MODE_SPECULATIVE, APR_NONBLOCK_READ,
+                           (apr_off_t)need) != APR_SUCCESS) {
+            break;
+        }
+        apr_brigade_cleanup(bb);
+        len = peek_head(c, buf, PC_SNI_PEEK);
+    }
+    apr_brigade_destroy(bb);
+    return len;
+}
+
+/* Called at the first read of a TLS connection accepted here, under
+ * mod_ssl's handshake (or mod_remoteip's read of a PROXY header in front
+ * of it), before any handshake: if its ClientHello names (by SNI) a vhost
+ * of another pool, the connection goes there with the bytes read, and
+ * that pool's child does the handshake (and serves the connection for
+ * its life: a TLS session cannot move later).  Returns 1 if it goes;
+ * mod_ssl then sees the connection aborted.  Anything else (no whole
+ * ClientHello in time, no pool to take it) stays here, as before: the
+ * handshake goes on, and requests for other pools' vhosts get 421. */
 static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
                        apr_read_type_e block, apr_status_t *rv)
 {
     conn_rec *c = f->c;
     char name[PC_SNI_MAX + 1];
-    apr_size_t len;
+    apr_size_t len, skip = 0;
     int owner;
 
     *rv = APR_SUCCESS;
     if (pc_my_pool < 0 || pcc->hops > 0 || pcc->len > 0) {
-        return 0;                 /* passed here already, or PROXY first */
+        pcc->sni_done = 1;        /* passed here already */
+        return 0;
     }
     if (pcc->peek == NULL) {
         pcc->peek = apr_brigade_create(c->pool, c->bucket_alloc);
-        pcc->peek_buf = apr_palloc(c->pool, PC_HINT_PEEK);
     }
     *rv = ap_get_brigade(f->next, pcc->peek, AP_MODE_SPECULATIVE, block, 1);
     len = APR_BRIGADE_EMPTY(pcc->peek) ? 0 : 1;
     apr_brigade_cleanup(pcc->peek);
     if (*rv != APR_SUCCESS || len == 0) {
-        return 0;
+        pcc->sni_done = *rv != APR_SUCCESS;
+        return 0;                 /* nothing yet (non-blocking): later */
     }
-    len = peek_head(c, pcc->peek_buf);
-    if (pc_sni_parse((const unsigned char *)pcc->peek_buf, len, name) < 0) {
+    pcc->sni_done = 1;
+    pcc->peek_tls = apr_palloc(c->pool, PC_SNI_PEEK);
+    len = peek_head(c, pcc->peek_tls, PC_SNI_PEEK);
+    if (proxy_protocol_on(c)) {
+        /* mod_remoteip is reading its header: it travels along. */
+        skip = proxy_len(pcc->peek_tls, len);
+        if (skip == 0) {
+            return 0;
+        }
+    }
+    len = peek_tls_record(f, pcc->peek_tls, skip, len, block);
+    if (pc_sni_parse((const unsigned char *)pcc->peek_tls + skip, len - skip,
+                     name) < 0) {
         return 0;
     }
     owner = PC_SERVER_CONF(pc_sni_vhost(c, name))->pool;

@@ -189,8 +189,17 @@ static int matches(void *baton, conn_rec *c, server_rec *s)
 
 server_rec *pc_sni_vhost(conn_rec *c, const char *name)
 {
+    char bare[PC_SNI_MAX + 1];
+    apr_size_t len = strlen(name);
     find_t f;
 
+    /* "a.test." is a.test: the Host of the requests that follow picks
+     * their vhost without the dot (vhost.c: fix_hostname). */
+    if (len > 1 && len <= PC_SNI_MAX && name[len - 1] == '.') {
+        memcpy(bare, name, len - 1);
+        bare[len - 1] = '\0';
+        name = bare;
+    }
     f.name = name;
     f.found = NULL;
     if (name[0] != '\0') {

@@ -32,9 +32,10 @@
 int pc_sni_parse(const unsigned char *b, apr_size_t n,
                  char name[PC_SNI_MAX + 1]);
 
-/* The vhost mod_ssl picks for 'name' on connection 'c' (its first
- * ServerName, ServerAlias or wildcard ServerAlias match among the
- * connection's name-based vhosts), else the connection's base server. */
+/* The vhost mod_ssl picks for 'name' (one trailing dot dropped, as
+ * httpd drops it from a Host) on connection 'c': its first ServerName,
+ * ServerAlias or wildcard ServerAlias match among the connection's
+ * name-based vhosts, else the connection's base server. */
 server_rec *pc_sni_vhost(conn_rec *c, const char *name);
 
 #endif /* PC_SNI_H */

@@ -13,6 +13,7 @@ gives, whichever child accepted it.
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -110,9 +111,10 @@ def test_tls_served_by_owner(tls, users):
                 assert got == ("2" if v == "--http2" else "1.1"), (v, got)
 
 
-def test_tls_other_vhost_on_same_connection_refused(tls, users):
+def test_tls_other_vhost_on_same_connection_misdirected(tls, users):
     """After the handshake a connection stays: a request on it for a vhost
-    of another pool than its server name's gets 503, never another uid."""
+    of another pool than its server name's gets 421 Misdirected Request
+    (the client then connects again for that name), never another uid."""
     port = tls.port("tls")
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -122,7 +124,7 @@ def test_tls_other_vhost_on_same_connection_refused(tls, users):
             first = tls_request(t, "a.test")
             second = tls_request(t, "b.test")
     assert first[0] == 200 and "uid=%d" % users["pcalice"].uid in first[1]
-    assert second[0] == 503, second
+    assert second[0] == 421, second
     assert "uid=" not in second[1], second
 
 
@@ -151,6 +153,91 @@ def tls_request(t, host):
             break
         body += chunk
     return int(head.split(b" ")[1]), body.decode(errors="replace")
+
+
+def test_h2_stream_for_other_pool_misdirected(tls, users):
+    """HTTP/2: a stream whose :authority is another pool's vhost than the
+    connection's server name (a browser coalescing connections when one
+    certificate covers both names) gets 421, so the browser connects
+    again for that name."""
+    if not tls.h2:
+        pytest.skip("Protocols h2 only")
+    port = tls.port("tls")
+    url = "https://a.test:%d/cgi-bin/id.cgi" % port
+    out = subprocess.run(
+        ["curl", "-sk", "--http2", "--max-time", "10", "--resolve",
+         "a.test:%d:127.0.0.1" % port, "-H", "Host: b.test", "-w",
+         "\nSTATUS=%{http_code} %{http_version}", url],
+        capture_output=True, text=True, timeout=30).stdout
+    body, _, status = out.rpartition("\nSTATUS=")
+    assert status == "421 2", (status, body, tls.error_log()[-2000:])
+    assert "uid=" not in body, body
+
+
+def split_hello_request(port, host, cut=40, pause=0.3):
+    """One HTTPS request whose ClientHello is sent in two writes, 'pause'
+    seconds apart (as a large one can arrive in two TCP segments):
+    (status, body)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_obj = ctx.wrap_bio(inc, out, server_hostname=host)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            tls_obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = out.read()
+        sock.sendall(hello[:cut])
+        time.sleep(pause)
+        sock.sendall(hello[cut:])
+
+        def pump():
+            data = out.read()
+            if data:
+                sock.sendall(data)
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise EOFError("closed during the handshake")
+            inc.write(chunk)
+        while True:
+            try:
+                tls_obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+        tls_obj.write(raw_request("GET", "/cgi-bin/id.cgi", host,
+                                  headers=[("Connection", "close")]))
+        sock.sendall(out.read())
+        resp = b""
+        while True:
+            try:
+                data = tls_obj.read(65536)
+                if not data:
+                    break
+                resp += data
+            except ssl.SSLWantReadError:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                inc.write(chunk)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+    head, _, body = resp.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body.decode(errors="replace")
+
+
+def test_tls_split_client_hello_served_by_owner(tls, users):
+    """A ClientHello that arrives in two pieces still takes the connection
+    to its server name's pool: every vhost answered by its owner."""
+    port = tls.port("tls")
+    for _ in range(3):
+        for host, owner in OWNER.items():
+            status, body = split_hello_request(port, host)
+            assert status == 200, (host, status, body,
+                                   tls.error_log()[-2000:])
+            assert "uid=%d\n" % users[owner].uid in body, (host, body)
 
 
 @pytest.mark.parametrize("host", sorted(OWNER))
