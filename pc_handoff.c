@@ -1357,6 +1357,7 @@ static apr_size_t peek_tls_record(ap_filter_t *f, char *buf, apr_size_t skip,
     conn_rec *c = f->c;
     apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
     apr_interval_time_t timeout;
+    apr_time_t deadline;
     apr_os_sock_t fd;
     apr_size_t need;
     int tries;
@@ -1372,13 +1373,19 @@ static apr_size_t peek_tls_record(ap_filter_t *f, char *buf, apr_size_t skip,
            != APR_SUCCESS) {
         return len;
     }
+    /* One deadline for the whole record: the socket's timeout is what is
+     * left of the handshake's time (mod_reqtimeout sets it so), and a
+     * client that trickles bytes must not get it again for each. */
+    deadline = apr_time_now() + (timeout < 0 ? apr_time_from_sec(60)
+                                             : timeout);
     for (tries = 0; len < need && tries < 64; tries++) {
         struct pollfd pfd;
+        apr_time_t left = deadline - apr_time_now();
 
         pfd.fd = fd;
         pfd.events = POLLIN;
-        if (poll(&pfd, 1, timeout < 0 ? -1 : (int)apr_time_as_msec(timeout))
-            != 1) {
+        if (left <= 0
+            || poll(&pfd, 1, (int)apr_time_as_msec(left) + 1) != 1) {
             break;                /* the handshake's own read times out */
         }
         /* The core reads what the socket has without waiting. */

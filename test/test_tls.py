@@ -21,6 +21,7 @@ from pchelpers import DISPATCH_USER, RawConnection, raw_request, wait_until
 
 CONF = """
 {protocols}
+RequestReadTimeout handshake=3 header=20-40,MinRate=500
 ThreadsPerChild 4
 ChildPerUserID pcalice pcalice
 ChildPerUserID pcbob pcbob
@@ -43,8 +44,9 @@ SSLCertificateKeyFile {root}/tls/key.pem
     AssignUserID pcbob pcbob
 </VirtualHost>
 """
+# mod_reqtimeout as Debian loads it, with a short handshake limit.
 MODULES = ("authz_core", "authz_host", "mime", "dir", "alias", "cgi",
-           "socache_shmcb", "ssl")
+           "socache_shmcb", "ssl", "reqtimeout")
 OWNER = {"a.test": "pcalice", "b.test": "pcbob", "c.test": "pccarol"}
 
 
@@ -238,6 +240,41 @@ def test_tls_split_client_hello_served_by_owner(tls, users):
             assert status == 200, (host, status, body,
                                    tls.error_log()[-2000:])
             assert "uid=%d\n" % users[owner].uid in body, (host, body)
+
+
+def test_trickled_client_hello_within_handshake_limit(tls):
+    """Waiting for the rest of a ClientHello stays within mod_reqtimeout's
+    handshake limit (3 s here), however the client trickles its bytes: a
+    record header announcing 16000 bytes, then a byte every 0.4 s, is
+    dropped after about 3 s, as without perchild's look at it."""
+    if tls.h2:
+        pytest.skip("once is enough")
+    port = tls.port("tls")
+    with socket.create_connection(("127.0.0.1", port), timeout=40) as s:
+        t0 = time.monotonic()
+        s.sendall(bytes([22, 3, 1, 0x3e, 0x80]))
+        closed = False
+        while time.monotonic() - t0 < 30:
+            time.sleep(0.4)
+            try:
+                s.sendall(b"\x00")
+            except OSError:
+                closed = True
+                break
+            s.setblocking(False)
+            try:
+                if s.recv(4096) == b"":
+                    closed = True
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed = True
+                break
+            finally:
+                s.setblocking(True)
+        waited = time.monotonic() - t0
+    assert closed and waited < 8, "still open after %.1f s" % waited
 
 
 @pytest.mark.parametrize("host", sorted(OWNER))
