@@ -1273,6 +1273,48 @@ static apr_size_t peek_head(conn_rec *c, char *buf, apr_size_t max)
     return n;
 }
 
+/* Waits for the first byte of what is next on the connection as the
+ * caller's own read would (blocking or not), without consuming it: the
+ * core keeps what the socket gave in its read-ahead.  Returns 1 when
+ * there is some; 0 with *rv the read's status otherwise (APR_SUCCESS:
+ * nothing yet, or end of file). */
+static int first_bytes(ap_filter_t *f, pc_conn_t *pcc,
+                       apr_read_type_e block, apr_status_t *rv)
+{
+    int got;
+
+    if (pcc->peek == NULL) {
+        pcc->peek = apr_brigade_create(f->c->pool, f->c->bucket_alloc);
+    }
+    *rv = ap_get_brigade(f->next, pcc->peek, AP_MODE_SPECULATIVE, block, 1);
+    got = *rv == APR_SUCCESS && !APR_BRIGADE_EMPTY(pcc->peek);
+    apr_brigade_cleanup(pcc->peek);
+    return got;
+}
+
+/* Makes the record that takes the connection to 'owner' before httpd
+ * has read a request from it, if that pool can have it now; 0 leaves the
+ * connection here, to httpd's own path. */
+static int ready_to_leave(conn_rec *c, pc_conn_t *pcc, int owner)
+{
+    if (owner < 0 || owner >= num_chans || owner == pc_my_pool
+        || chan_send[chan_base[owner]] < 0) {
+        return 0;
+    }
+    pcc->out_way = send_way(owner, pcc);
+    return pool_can_take(owner, pcc->out_way)
+           && prepare_record(c, pcc, owner, 0) == APR_SUCCESS;
+}
+
+/* The connection is leaving: reads see end of file, nothing is written
+ * or shut down here. */
+static void leave(conn_rec *c, pc_conn_t *pcc)
+{
+    pcc->recording = 0;
+    pcc->gone = 1;
+    forget(c);
+}
+
 /* Called as httpd starts to read a request line.  If the head already
  * read names a Host that httpd gave to another pool's vhost before, on
  * this kind of connection (pc_hint.c), the connection goes to that pool
@@ -1291,23 +1333,16 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
     apr_size_t len;
     int owner;
 
-    if (pcc->peek == NULL) {
-        pcc->peek = apr_brigade_create(c->pool, c->bucket_alloc);
-        pcc->peek_buf = apr_palloc(c->pool, PC_HINT_PEEK);
-    }
-    /* One byte: waits (or not) as httpd's own read would, and leaves
-     * what the socket gave in the core's read-ahead. */
-    *rv = ap_get_brigade(f->next, pcc->peek, AP_MODE_SPECULATIVE, block, 1);
-    len = APR_BRIGADE_EMPTY(pcc->peek) ? 0 : 1;
-    apr_brigade_cleanup(pcc->peek);
-    if (*rv != APR_SUCCESS) {
-        pcc->hint_ok = 0;
+    if (!first_bytes(f, pcc, block, rv)) {
+        /* An error ends the look (httpd's read gets it); nothing yet
+         * (non-blocking), or end of file: httpd's read sees the same. */
+        pcc->hint_ok = *rv == APR_SUCCESS;
         return 0;
     }
-    if (len == 0) {
-        return 0;        /* nothing yet (non-blocking), or end of file */
-    }
     pcc->hint_ok = 0;             /* one look per request */
+    if (pcc->peek_buf == NULL) {
+        pcc->peek_buf = apr_palloc(c->pool, PC_HINT_PEEK);
+    }
     /* A PROXY header in front is request data here (mod_remoteip reads
      * a real one before httpd's first GETLINE): the scan refuses it. */
     len = peek_head(c, pcc->peek_buf, PC_HINT_PEEK);
@@ -1322,21 +1357,13 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
         pcc->learn = 1;           /* check_owner learns httpd's choice */
         return 0;
     }
-    if (owner == pc_my_pool || owner >= num_chans || pcc->tls
-        || ap_ssl_conn_is_ssl(c) || chan_send[chan_base[owner]] < 0
-        || pcc->proxy_broken) {
-        return 0;
-    }
-    pcc->out_way = send_way(owner, pcc);
-    if (!pool_can_take(owner, pcc->out_way)
-        || prepare_record(c, pcc, owner, 0) != APR_SUCCESS) {
+    if (pcc->tls || ap_ssl_conn_is_ssl(c) || pcc->proxy_broken
+        || !ready_to_leave(c, pcc, owner)) {
         return 0;                 /* httpd's path refuses it properly */
     }
     pcc->out_head_only = pcc->key.head_only;
     pcc->out_vhost = apr_pstrmemdup(c->pool, pcc->key.host, pcc->key.len);
-    pcc->recording = 0;
-    pcc->gone = 1;
-    forget(c);
+    leave(c, pcc);
     ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c,
                   "PC0307: Host %s is pool %s's: passed before parsing",
                   pcc->out_vhost, pc_pools_get(owner)->label);
@@ -1351,11 +1378,11 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
  * the whole TLS record that starts 'skip' bytes in (a ClientHello can
  * come in several TCP segments: post-quantum key shares make it larger
  * than one); returns how many bytes of it 'buf' holds. */
-static apr_size_t peek_tls_record(ap_filter_t *f, char *buf, apr_size_t skip,
-                                  apr_size_t len, apr_read_type_e block)
+static apr_size_t peek_tls_record(ap_filter_t *f, apr_bucket_brigade *bb,
+                                  char *buf, apr_size_t skip, apr_size_t len,
+                                  apr_read_type_e block)
 {
     conn_rec *c = f->c;
-    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
     apr_interval_time_t timeout;
     apr_time_t deadline;
     apr_os_sock_t fd;
@@ -1396,7 +1423,6 @@ static apr_size_t peek_tls_record(ap_filter_t *f, char *buf, apr_size_t skip,
         apr_brigade_cleanup(bb);
         len = peek_head(c, buf, PC_SNI_PEEK);
     }
-    apr_brigade_destroy(bb);
     return len;
 }
 
@@ -1422,13 +1448,7 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
         pcc->sni_done = 1;        /* passed here already */
         return 0;
     }
-    if (pcc->peek == NULL) {
-        pcc->peek = apr_brigade_create(c->pool, c->bucket_alloc);
-    }
-    *rv = ap_get_brigade(f->next, pcc->peek, AP_MODE_SPECULATIVE, block, 1);
-    len = APR_BRIGADE_EMPTY(pcc->peek) ? 0 : 1;
-    apr_brigade_cleanup(pcc->peek);
-    if (*rv != APR_SUCCESS || len == 0) {
+    if (!first_bytes(f, pcc, block, rv)) {
         pcc->sni_done = *rv != APR_SUCCESS;
         return 0;                 /* nothing yet (non-blocking): later */
     }
@@ -1442,26 +1462,18 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
             return 0;
         }
     }
-    len = peek_tls_record(f, pcc->peek_tls, skip, len, block);
+    len = peek_tls_record(f, pcc->peek, pcc->peek_tls, skip, len, block);
     if (pc_sni_parse((const unsigned char *)pcc->peek_tls + skip, len - skip,
                      name) < 0) {
         return 0;
     }
     owner = PC_SERVER_CONF(pc_sni_vhost(c, name))->pool;
-    if (owner == pc_my_pool || owner < 0 || owner >= num_chans
-        || chan_send[chan_base[owner]] < 0) {
-        return 0;
-    }
-    pcc->out_way = send_way(owner, pcc);
-    if (!pool_can_take(owner, pcc->out_way)
-        || prepare_record(c, pcc, owner, 0) != APR_SUCCESS) {
+    if (!ready_to_leave(c, pcc, owner)) {
         return 0;
     }
     pcc->out_vhost = apr_pstrdup(c->pool, name);
     pcc->out_tls = 1;             /* a failed send closes: no HTTP here */
-    pcc->recording = 0;
-    pcc->gone = 1;
-    forget(c);
+    leave(c, pcc);
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                   "PC0308: TLS server name %s is pool %s's: passed before "
                   "the handshake", name[0] ? name : "(none)",
