@@ -40,6 +40,7 @@
 #include "pc_affinity.h"
 #include "pc_hint.h"
 #include "pc_sni.h"
+#include "pc_h2c.h"
 #include "http_log.h"
 #include "http_main.h"
 #include "http_core.h"
@@ -143,8 +144,11 @@ typedef struct pc_conn_t {
     int out_way;             /* which of its channels (send_way) */
     int out_between;         /* given back between two requests */
     int out_head_only;       /* HEAD: a refusal has no body */
-    int out_tls;             /* before a TLS handshake: no HTTP answer */
+    const char *out_quiet;   /* "TLS" before a handshake, "HTTP/2" before
+                              * a session: no HTTP/1 answer possible */
     int sni_done;            /* the ClientHello was looked at */
+    int h2c_done;            /* the first bytes were looked at for a
+                              * cleartext HTTP/2 start */
     struct iovec out[4];
     pc_preamble_t pre;       /* out[0] */
     const char *out_vhost;   /* for the log, if the send fails */
@@ -617,6 +621,8 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
                         apr_read_type_e block, apr_status_t *rv);
 static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
                        apr_read_type_e block, apr_status_t *rv);
+static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
+                       apr_read_type_e block, apr_status_t *rv);
 
 /* Keeps a copy of what the layers above consume while a request head
  * is being read.  Speculative reads consume nothing. */
@@ -644,6 +650,14 @@ static apr_status_t record_filter(ap_filter_t *f, apr_bucket_brigade *bb,
     if (pcc->early && pcc->tls && !pcc->sni_done) {
         if (pass_by_sni(f, pcc, block, &rv)) {
             return APR_ECONNABORTED;
+        }
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    if (pcc->early && !pcc->tls && !pcc->h2c_done) {
+        if (pass_by_h2c(f, pcc, block, &rv)) {
+            return APR_EOF;
         }
         if (rv != APR_SUCCESS) {
             return rv;
@@ -1127,11 +1141,13 @@ void pc_handoff_finish(conn_rec *c)
                       "dispatch pool; closing it");
         return;
     }
-    if (pcc->out_tls) {
-        /* Closed: no handshake was made here, so no answer can be. */
+    if (pcc->out_quiet != NULL) {
+        /* Closed: no handshake (or HTTP/2 session) was begun here, so no
+         * answer can be. */
         ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c,
-                      "PC0309: TLS connection for %s (pool %s) reached a "
-                      "child of pool %s and %s; closing it", pcc->out_vhost,
+                      "PC0309: %s connection for %s (pool %s) reached a "
+                      "child of pool %s and %s; closing it", pcc->out_quiet,
+                      pcc->out_vhost,
                       pc_pools_label(want),
                       pc_pools_label(pc_pools_get(pc_my_pool)),
                       send_failure(rv));
@@ -1180,16 +1196,19 @@ static const char misdirected_body[] =
     "421 Misdirected Request: this connection was made for another site; "
     "please connect again.\n";
 
-/* A request on a TLS connection made (by its server name) for a vhost of
- * this pool, for another pool's vhost: 421 asks the client to open a
- * connection of its own, which goes to that pool before its handshake.
- * Browsers send it when one certificate covers both names. */
+/* A request on a connection that cannot move, for another pool's vhost:
+ * a TLS connection (made, by its server name, for a vhost of this pool)
+ * or an HTTP/2 stream (its session's state lives here).  421 asks the
+ * client to open a connection of its own, which goes to that pool before
+ * its handshake or session starts.  Browsers send such requests when one
+ * certificate covers both names. */
 static int misdirected(request_rec *r, const pc_pool_t *want)
 {
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  "PC0316: request for vhost %s (pool %s) came on a TLS "
+                  "PC0316: request for vhost %s (pool %s) came on a%s "
                   "connection held by pool %s; answering 421",
                   r->server->server_hostname, pc_pools_label(want),
+                  r->connection->master != NULL ? "n HTTP/2" : " TLS",
                   pc_pools_label(pc_pools_get(pc_my_pool)));
     r->status = HTTP_MISDIRECTED_REQUEST;
     ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
@@ -1203,8 +1222,9 @@ static int pass_on(request_rec *r, int owner)
     pc_pool_t *want = pc_pools_get(owner);
     apr_status_t rv;
 
-    if (tls_connection(r->connection)) {
-        /* The TLS session lives in this process and cannot move. */
+    if (r->connection->master != NULL || tls_connection(r->connection)) {
+        /* The TLS or HTTP/2 session lives in this process and cannot
+         * move. */
         return misdirected(r, want);
     }
 
@@ -1370,41 +1390,41 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
     return 1;
 }
 
-/* The most of a connection's first bytes looked at for a ClientHello:
- * a PROXY header (v2 with TLVs) and one whole TLS record. */
-#define PC_SNI_PEEK (536 + 5 + 16384)
-
-/* Waits, within the socket's timeout, until the core's read-ahead holds
- * the whole TLS record that starts 'skip' bytes in (a ClientHello can
- * come in several TCP segments: post-quantum key shares make it larger
- * than one); returns how many bytes of it 'buf' holds. */
-static apr_size_t peek_tls_record(ap_filter_t *f, apr_bucket_brigade *bb,
-                                  char *buf, apr_size_t skip, apr_size_t len,
-                                  apr_read_type_e block)
+/* When a look at a connection's first bytes must give up waiting: the
+ * socket's timeout from now is what is left of the time mod_reqtimeout
+ * gives a connection's start (it sets the timeout so).  One deadline for
+ * the whole look: a client that trickles bytes must not get the timeout
+ * again for each.  0 if the look cannot wait (a non-blocking read). */
+static int peek_deadline(conn_rec *c, apr_read_type_e block,
+                         apr_time_t *deadline)
 {
-    conn_rec *c = f->c;
     apr_interval_time_t timeout;
-    apr_time_t deadline;
-    apr_os_sock_t fd;
-    apr_size_t need;
-    int tries;
 
-    if (len < skip + 5 || (unsigned char)buf[skip] != 22) {
-        return len;
-    }
-    need = skip + 5 + (((unsigned char)buf[skip + 3] << 8)
-                       | (unsigned char)buf[skip + 4]);
-    if (need > PC_SNI_PEEK || block != APR_BLOCK_READ
-        || apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS
+    if (block != APR_BLOCK_READ
         || apr_socket_timeout_get(ap_get_conn_socket(c), &timeout)
            != APR_SUCCESS) {
+        return 0;
+    }
+    *deadline = apr_time_now() + (timeout < 0 ? apr_time_from_sec(60)
+                                              : timeout);
+    return 1;
+}
+
+/* Waits, until 'deadline', for the core's read-ahead to hold 'need'
+ * bytes (of which 'buf', of 'max' bytes, holds 'len' now); returns how
+ * many 'buf' holds then.  Nothing is consumed. */
+static apr_size_t peek_until(ap_filter_t *f, apr_bucket_brigade *bb,
+                             char *buf, apr_size_t max, apr_size_t len,
+                             apr_size_t need, apr_time_t deadline)
+{
+    conn_rec *c = f->c;
+    apr_os_sock_t fd;
+    int tries;
+
+    if (need > max
+        || apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS) {
         return len;
     }
-    /* One deadline for the whole record: the socket's timeout is what is
-     * left of the handshake's time (mod_reqtimeout sets it so), and a
-     * client that trickles bytes must not get it again for each. */
-    deadline = apr_time_now() + (timeout < 0 ? apr_time_from_sec(60)
-                                             : timeout);
     for (tries = 0; len < need && tries < 64; tries++) {
         struct pollfd pfd;
         apr_time_t left = deadline - apr_time_now();
@@ -1413,7 +1433,7 @@ static apr_size_t peek_tls_record(ap_filter_t *f, apr_bucket_brigade *bb,
         pfd.events = POLLIN;
         if (left <= 0
             || poll(&pfd, 1, (int)apr_time_as_msec(left) + 1) != 1) {
-            break;                /* the handshake's own read times out */
+            break;                /* the caller's own read times out */
         }
         /* The core reads what the socket has without waiting. */
         if (ap_get_brigade(f->next, bb, AP_MODE_SPECULATIVE, APR_NONBLOCK_READ,
@@ -1421,9 +1441,33 @@ static apr_size_t peek_tls_record(ap_filter_t *f, apr_bucket_brigade *bb,
             break;
         }
         apr_brigade_cleanup(bb);
-        len = peek_head(c, buf, PC_SNI_PEEK);
+        len = peek_head(c, buf, max);
     }
     return len;
+}
+
+/* The most of a connection's first bytes looked at for a ClientHello:
+ * a PROXY header (v2 with TLVs) and one whole TLS record. */
+#define PC_SNI_PEEK (536 + 5 + 16384)
+
+/* Waits until the core's read-ahead holds the whole TLS record that
+ * starts 'skip' bytes in (a ClientHello can come in several TCP
+ * segments: post-quantum key shares make it larger than one); returns
+ * how many bytes of it 'buf' holds. */
+static apr_size_t peek_tls_record(ap_filter_t *f, apr_bucket_brigade *bb,
+                                  char *buf, apr_size_t skip, apr_size_t len,
+                                  apr_read_type_e block)
+{
+    apr_time_t deadline;
+    apr_size_t need;
+
+    if (len < skip + 5 || (unsigned char)buf[skip] != 22
+        || !peek_deadline(f->c, block, &deadline)) {
+        return len;
+    }
+    need = skip + 5 + (((unsigned char)buf[skip + 3] << 8)
+                       | (unsigned char)buf[skip + 4]);
+    return peek_until(f, bb, buf, PC_SNI_PEEK, len, need, deadline);
 }
 
 /* Called at the first read of a TLS connection accepted here, under
@@ -1472,11 +1516,121 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
         return 0;
     }
     pcc->out_vhost = apr_pstrdup(c->pool, name);
-    pcc->out_tls = 1;             /* a failed send closes: no HTTP here */
+    pcc->out_quiet = "TLS";       /* a failed send closes: no HTTP here */
     leave(c, pcc);
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                   "PC0308: TLS server name %s is pool %s's: passed before "
                   "the handshake", name[0] ? name : "(none)",
+                  pc_pools_get(owner)->label);
+    return 1;
+}
+
+/* The most of a connection's first bytes looked at for a cleartext
+ * HTTP/2 start: a PROXY header, the preface, a SETTINGS and a
+ * WINDOW_UPDATE frame, and a first HEADERS frame of up to 16 KiB. */
+#define PC_H2C_PEEK (536 + PC_H2C_PREFACE_LEN + 2 * 64 + 9 + 16384)
+
+/* Do the bytes after 'skip' start like HTTP/2's preface, as far as
+ * there are any? */
+static int looks_h2c(const char *b, apr_size_t len, apr_size_t skip)
+{
+    apr_size_t n = len - skip;
+
+    if (n > PC_H2C_PREFACE_LEN) {
+        n = PC_H2C_PREFACE_LEN;
+    }
+    return n > 0 && memcmp(b + skip, PC_H2C_PREFACE, n) == 0;
+}
+
+/* The host the connection's first HTTP/2 request asks for, waiting
+ * (within one deadline) for the frames that carry it.  Returns 1 and
+ * 'host' if it is there.  Each wait is for one more segment only, and
+ * the bytes are parsed again after it: a client that only started like
+ * HTTP/2 ("P" of "POST") is let go as soon as it differs. */
+static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, char *buf,
+                          apr_size_t skip, apr_size_t len,
+                          apr_read_type_e block, char *host)
+{
+    apr_time_t deadline;
+    apr_size_t need = 0;
+    int rv, waited = 0;
+
+    for (;;) {
+        apr_size_t had = len;
+
+        rv = pc_h2c_parse((const unsigned char *)buf + skip, len - skip,
+                          host, &need);
+        if (rv != 0) {
+            return rv == 1;
+        }
+        if (skip + need > PC_H2C_PEEK
+            || (!waited && !peek_deadline(f->c, block, &deadline))) {
+            return 0;
+        }
+        waited = 1;
+        len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len, len + 1,
+                         deadline);
+        if (len <= had) {
+            return 0;             /* mod_http2's own read times out */
+        }
+    }
+}
+
+/* Called at the first read of a plain connection accepted here before
+ * its first request: mod_http2's look for the HTTP/2 preface (direct
+ * mode, "Protocols h2c ..."), or mod_remoteip's read of a PROXY header.
+ * If the client speaks HTTP/2 from its first byte and its first request
+ * names a host of another pool, the connection goes there with the bytes
+ * read, and that pool's mod_http2 runs the session (for the connection's
+ * life: the session's state cannot move later).  Returns 1 if it goes;
+ * mod_http2 then sees end of file.  Anything else stays here: HTTP/1.1
+ * takes its usual path, and an HTTP/2 session here answers requests for
+ * other pools' hosts with 421. */
+static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
+                       apr_read_type_e block, apr_status_t *rv)
+{
+    conn_rec *c = f->c;
+    char first[536 + PC_H2C_PREFACE_LEN];
+    char host[PC_H2C_MAX + 1];
+    char *buf;
+    apr_size_t len, skip = 0;
+    int owner;
+
+    *rv = APR_SUCCESS;
+    if (pc_my_pool < 0 || pcc->hops > 0 || pcc->len > 0) {
+        pcc->h2c_done = 1;        /* passed here already */
+        return 0;
+    }
+    if (!first_bytes(f, pcc, block, rv)) {
+        pcc->h2c_done = *rv != APR_SUCCESS;
+        return 0;                 /* nothing yet (non-blocking): later */
+    }
+    pcc->h2c_done = 1;
+    len = peek_head(c, first, sizeof(first));
+    if (proxy_protocol_on(c)) {
+        skip = proxy_len(first, len);
+        if (skip == 0) {
+            return 0;
+        }
+    }
+    if (!looks_h2c(first, len, skip)) {
+        return 0;                 /* HTTP/1.x: decided per request */
+    }
+    buf = apr_palloc(c->pool, PC_H2C_PEEK);
+    len = peek_head(c, buf, PC_H2C_PEEK);
+    if (!h2c_first_host(f, pcc, buf, skip, len, block, host)) {
+        return 0;
+    }
+    owner = PC_SERVER_CONF(pc_sni_vhost(c, host))->pool;
+    if (!ready_to_leave(c, pcc, owner)) {
+        return 0;
+    }
+    pcc->out_vhost = apr_pstrdup(c->pool, host);
+    pcc->out_quiet = "HTTP/2";    /* a failed send closes: no HTTP/1 answer */
+    leave(c, pcc);
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
+                  "PC0317: HTTP/2 (cleartext) host %s is pool %s's: passed "
+                  "before the session", host[0] ? host : "(none)",
                   pc_pools_get(owner)->label);
     return 1;
 }

@@ -4,7 +4,7 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 pkgs="apache2 apache2-dev apache2-utils build-essential curl python3 \
-python3-pytest nginx-light wrk libapache2-mpm-itk procps iproute2 openssl"
+python3-pytest python3-h2 nginx-light wrk libapache2-mpm-itk procps iproute2 openssl"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \

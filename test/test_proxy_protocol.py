@@ -62,6 +62,7 @@ def srv(request, httpd_factory, dispatch_user):
     modules = ("authz_core", "authz_host", "mime", "dir", "alias", "cgi",
                "remoteip") + (("http2",) if request.param == "h2c" else ())
     h = httpd_factory("proxy-" + request.param)
+    h.variant = request.param
     h.write_config(CONF.replace("{dispatch}", dispatch), modules=modules)
     try:
         # Every connection must start with a PROXY header: the usual
@@ -123,3 +124,24 @@ def test_later_proxy_line_is_request_data(srv, users):
         assert answers and answers[0].status == 400, answers
         assert not any("6.6.6.6" in (r.body or "") for r in answers), \
             [(r.status, r.body) for r in answers]
+
+
+@pytest.mark.parametrize("header", [v1_header, v2_header])
+def test_h2c_prior_knowledge_behind_proxy_header(srv, users, header):
+    """Cleartext HTTP/2 behind a PROXY header: the connection goes to its
+    first request's host's pool before mod_http2 reads it, with the
+    header in front, so the owner serves it with the client's address
+    (the header is skipped to find the HTTP/2 preface behind it)."""
+    if srv.variant != "h2c":
+        pytest.skip("Protocols h2c only")
+    pytest.importorskip("h2.connection")
+    from h2client import h2_requests
+    port = srv.port("default")
+    for host in ("a.test", "b.test", "c.test") * 2:
+        (status, body), = h2_requests(port, [host], prefix=header(port),
+                                      path="/cgi-bin/addr.cgi")
+        got = dict(l.split("=", 1) for l in body.strip().splitlines()
+                   if "=" in l)
+        assert status == 200, (host, status, body, srv.error_log()[-2000:])
+        assert int(got["uid"]) == users[OWNER[host]].uid, (host, got)
+        assert got["addr"] == CLIENT, (host, got)

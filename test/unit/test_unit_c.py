@@ -1,5 +1,5 @@
 """Builds and runs the C unit tests of test/unit/ (pc_channel.c, pc_hint.c,
-pc_sni.c) as part of the pytest run.  Self-contained: uses no fixture of
+pc_sni.c, pc_h2c.c) as part of the pytest run.  Self-contained: uses no fixture of
 test/conftest.py."""
 
 import os
@@ -74,6 +74,13 @@ def test_sni_c():
     """pc_sni.c: the server name of a TLS ClientHello, from cut-short and
     corrupted records as well as good ones."""
     _httpd_unit("test_sni", "pc_sni.c")
+
+
+def test_h2c_c():
+    """pc_h2c.c: the first request's host of a cleartext HTTP/2 connection
+    (HPACK's Huffman code against RFC 7541's examples, cut-short and
+    corrupted frames)."""
+    _httpd_unit("test_h2c", "pc_h2c.c")
 
 
 def test_channel_c():

@@ -1,0 +1,49 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* pc_h2c.h: the host a cleartext HTTP/2 connection (prior knowledge, as
+ * mod_http2's direct mode takes it) asks for in its first request, before
+ * mod_http2 reads it.  Once mod_http2 runs a session, its state (streams,
+ * header compression) lives in that process and the connection cannot
+ * move; before, it can go whole to the pool that owns the host. */
+
+#ifndef PC_H2C_H
+#define PC_H2C_H
+
+#include "apr.h"
+
+/* Longest host looked at (DNS names are at most 253). */
+#define PC_H2C_MAX 255
+
+/* The 24 bytes every HTTP/2 client sends first (RFC 9113, 3.4). */
+#define PC_H2C_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define PC_H2C_PREFACE_LEN 24
+
+/* Looks at the first bytes 'b' (n of them) of a connection.  Returns:
+ *  1: they start with the preface and hold the first request's whole
+ *     header block; 'host' is its :authority (else its Host), the port
+ *     removed, NUL-terminated ("" if it has neither);
+ *  0: they could, once at least '*need' bytes are there;
+ * -1: they are not HTTP/2, or not a start this parser takes (a header
+ *     block in several frames, a reference to HPACK's dynamic table, a
+ *     malformed frame): mod_http2 decides alone, here. */
+int pc_h2c_parse(const unsigned char *b, apr_size_t n,
+                 char host[PC_H2C_MAX + 1], apr_size_t *need);
+
+/* Decodes HPACK's Huffman code (RFC 7541, 5.2 and Appendix B): 'n' bytes
+ * at 'in' into at most 'max' bytes at 'out'.  Returns the decoded length,
+ * or -1 if the input is not a valid code or does not fit. */
+int pc_h2c_huffman(const unsigned char *in, apr_size_t n,
+                   char *out, apr_size_t max);
+
+#endif /* PC_H2C_H */

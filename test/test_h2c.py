@@ -1,0 +1,166 @@
+"""Cleartext HTTP/2 on a port shared by several pools' vhosts.
+
+With `Protocols h2c http/1.1` (Debian's http2.conf), mod_http2 takes a
+connection that starts with HTTP/2's preface (prior knowledge) before
+httpd reads any request, and its session's state then lives in that
+process.  So such a connection moves, if at all, before mod_http2 reads
+it: the child that accepted it reads the first request's header block,
+and a connection whose :authority is another pool's vhost goes to that
+pool, whose mod_http2 runs the session.  A later stream for another
+pool's vhost gets 421, never the wrong uid.  An HTTP/1.1 request that
+asks to upgrade (`Upgrade: h2c`) is passed like any request, and the
+owner upgrades it.
+
+The raw HTTP/2 client is python3-h2 (its own HPACK encoder); curl uses
+nghttp2's.
+"""
+
+import subprocess
+import time
+
+import pytest
+
+pytest.importorskip("h2.connection")
+
+from h2client import h2_requests  # noqa: E402
+from pchelpers import DISPATCH_USER, RawConnection, wait_until  # noqa: E402
+
+CONF = """
+Protocols h2c http/1.1
+{dispatch}
+ThreadsPerChild 4
+ChildPerUserID pcalice pcalice
+ChildPerUserID pcbob pcbob
+Listen 127.0.0.1:{port_h2c}
+<VirtualHost 127.0.0.1:{port_h2c}>
+    ServerName c.test
+    AssignUserID pccarol pccarol
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_h2c}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_h2c}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+"""
+MODULES = ("authz_core", "authz_host", "mime", "dir", "alias", "cgi",
+           "http2")
+OWNER = {"a.test": "pcalice", "b.test": "pcbob", "c.test": "pccarol"}
+
+
+@pytest.fixture(scope="module", params=["pools", "dispatch"])
+def h2c(request, httpd_factory, dispatch_user):
+    """dispatch: a dispatch pool accepts the port and passes every
+    HTTP/2 connection on by its first request's host."""
+    h = httpd_factory("h2c-" + request.param)
+    extra = "DispatchUserID %s %s" % (DISPATCH_USER, DISPATCH_USER) \
+        if request.param == "dispatch" else ""
+    h.write_config(CONF.replace("{dispatch}", extra), modules=MODULES)
+    try:
+        h.start(wait_ports=[])
+        port = h.port("h2c")
+        assert wait_until(lambda: all(curl(port, host, "--http1.1")[0]
+                                      == "200" for host in OWNER), 20), \
+            h.error_log()[-3000:]
+        yield h
+        h.stop()
+    finally:
+        h.kill_all()
+
+
+def curl(port, host, version="--http2-prior-knowledge"):
+    """(status, body, HTTP version) of one request on a new connection."""
+    url = "http://%s:%d/cgi-bin/id.cgi" % (host, port)
+    out = subprocess.run(
+        ["curl", "-s", version, "--max-time", "10", "--resolve",
+         "%s:%d:127.0.0.1" % (host, port), "-w",
+         "\nSTATUS=%{http_code} %{http_version}", url],
+        capture_output=True, text=True, timeout=30).stdout
+    body, _, status = out.rpartition("\nSTATUS=")
+    return status.split(" ")[0], body, status.split(" ")[-1]
+
+
+def uid_of(body):
+    ident = dict(l.split("=", 1) for l in body.splitlines() if "=" in l)
+    return int(ident["uid"]) if "uid" in ident else None
+
+
+def test_h2c_prior_knowledge_served_by_owner(h2c, users):
+    """Every HTTP/2 connection (prior knowledge, nghttp2's encoder) is
+    served by the owner of its first request's vhost, whichever child
+    accepted it: before, only the owner's own children could serve it and
+    the others answered 503."""
+    port = h2c.port("h2c")
+    for _ in range(5):
+        for host, owner in OWNER.items():
+            status, body, version = curl(port, host)
+            assert (status, version) == ("200", "2"), \
+                (host, status, version, body, h2c.error_log()[-2000:])
+            assert uid_of(body) == users[owner].uid, (host, body)
+
+
+def test_h2c_upgrade_served_by_owner(h2c, users):
+    """`Upgrade: h2c` on an HTTP/1.1 request: the request is passed to
+    its owner like any other, and the owner's mod_http2 upgrades."""
+    port = h2c.port("h2c")
+    for host, owner in OWNER.items():
+        status, body, version = curl(port, host, "--http2")
+        assert (status, version) == ("200", "2"), \
+            (host, status, version, body, h2c.error_log()[-2000:])
+        assert uid_of(body) == users[owner].uid, (host, body)
+
+
+def test_h2c_other_pool_stream_misdirected(h2c, users):
+    """On one HTTP/2 connection (python3-h2's encoder) made for a.test,
+    streams for b.test and c.test (other pools) get 421 and no other
+    uid's answer; the connection still serves a.test after them."""
+    port = h2c.port("h2c")
+    got = h2_requests(port, ["a.test", "b.test", "c.test", "a.test"])
+    alice = users["pcalice"].uid
+    assert got[0][0] == 200 and uid_of(got[0][1]) == alice, \
+        (got, h2c.error_log()[-2000:])
+    for status, body in got[1:3]:
+        assert status == 421, (got, h2c.error_log()[-2000:])
+        assert "Misdirected" in body and uid_of(body) is None, got
+    assert got[3][0] == 200 and uid_of(got[3][1]) == alice, got
+
+
+@pytest.mark.parametrize("cuts", [(10,), (30,), (60, 70)],
+                         ids=["preface", "settings", "headers"])
+def test_h2c_start_in_pieces_served_by_owner(h2c, users, cuts):
+    """A connection's first bytes in several writes (cut inside the
+    preface, the SETTINGS frame, the first HEADERS frame): the accepting
+    child waits for the first request's header block, and every host is
+    still served by its owner."""
+    port = h2c.port("h2c")
+    for _ in range(2):
+        for host, owner in OWNER.items():
+            got = h2_requests(port, [host], cuts=cuts)
+            assert got[0][0] == 200, (host, got, h2c.error_log()[-2000:])
+            assert uid_of(got[0][1]) == users[owner].uid, (host, got)
+
+
+def test_http1_starting_like_preface_not_held(h2c, users):
+    """A plain HTTP request whose first byte ("P" of POST) came alone
+    could still be HTTP/2's preface ("PRI ..."): the look waits for the
+    next bytes only, and lets the request go to httpd as soon as they
+    differ, also when the whole head is shorter than the frames an
+    HTTP/2 start would need (answered at once, not after a timeout)."""
+    port = h2c.port("h2c")
+    heads = [(host, b"OST /cgi-bin/id.cgi HTTP/1.1\r\nHost: " + host.encode()
+              + b"\r\nContent-Length: 0\r\n\r\n") for host in OWNER]
+    heads.append(("c.test", b"OST / HTTP/1.0\r\n\r\n"))   # 19 bytes
+    for host, rest in heads:
+        with RawConnection(port, timeout=10) as conn:
+            t0 = time.monotonic()
+            conn.send(b"P")
+            time.sleep(0.3)
+            conn.send(rest)
+            r = conn.read_response()
+            took = time.monotonic() - t0
+        assert r.status is not None and took < 3, (host, took, r)
+        if b"cgi-bin" in rest:
+            assert r.status == 200, (host, r, h2c.error_log()[-2000:])
+            assert uid_of(r.body) == users[OWNER[host]].uid, (host, r.body)
