@@ -19,6 +19,7 @@
 #include "perchild.h"
 #include "pc_handoff.h"
 #include "pc_affinity.h"
+#include "pc_stall.h"
 #include "mpm.h"
 #include "mpm_default.h"
 #include "http_log.h"
@@ -149,6 +150,7 @@ static int perchild_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     pc_conf->threads_per_child = DEFAULT_THREADS_PER_CHILD;
     pc_conf->thread_limit = DEFAULT_THREAD_LIMIT;
     pc_conf->server_limit = 0;
+    pc_conf->queue_timeout = PC_DEFAULT_QUEUE_TIMEOUT;
     ap_extended_status = 0;
     return OK;
 }
@@ -294,6 +296,12 @@ static const char *int_arg(cmd_parms *cmd, const char *arg, int min, int max,
 static const char *set_num_servers(cmd_parms *cmd, void *d, const char *arg)
 {
     return int_arg(cmd, arg, 1, PC_MAX_SERVER_LIMIT, &pc_conf->num_servers);
+}
+
+static const char *set_queue_timeout(cmd_parms *cmd, void *d,
+                                     const char *arg)
+{
+    return int_arg(cmd, arg, 0, 3600, &pc_conf->queue_timeout);
 }
 
 static const char *set_threads_per_child(cmd_parms *cmd, void *d,
@@ -453,6 +461,9 @@ static const command_rec perchild_cmds[] = {
         (void *)APR_OFFSETOF(pc_conf_t, cpu_affinity), RSRC_CONF,
         "On: pin each child of a pool with 2+ children to some of the CPUs "
         "and pass connections to the child on the sender's CPU"),
+    AP_INIT_TAKE1("PerchildQueueTimeout", set_queue_timeout, NULL, RSRC_CONF,
+        "Seconds a connection passed to a pool may wait while none of the "
+        "pool's children takes one; then it gets 503 (0: wait for ever)"),
     AP_INIT_TAKE2("AssignUserID", set_assign_user, NULL, RSRC_CONF,
         "user group: the pool that serves this virtual host"),
     AP_INIT_TAKE1("NumServers", set_num_servers, NULL, RSRC_CONF,

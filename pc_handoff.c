@@ -1085,23 +1085,73 @@ static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
 
 /* The answer refuse() gives, for a request httpd has already finished
  * with (the send failed after it let go of the connection). */
+static int refusal(char *buf, apr_size_t size, int head_only)
+{
+    return apr_snprintf(buf, size,
+                        "HTTP/1.1 503 Service Unavailable\r\n"
+                        "Retry-After: 5\r\n"
+                        "Content-Type: text/plain; charset=ISO-8859-1\r\n"
+                        "Content-Length: %" APR_SIZE_T_FMT "\r\n"
+                        "Connection: close\r\n\r\n%s",
+                        sizeof(refusal_body) - 1,
+                        head_only ? "" : refusal_body);
+}
+
 static void refuse_raw(apr_socket_t *sock, int head_only)
 {
     char buf[512];
     apr_size_t len;
-    int n;
 
-    n = apr_snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 503 Service Unavailable\r\n"
-                     "Retry-After: 5\r\n"
-                     "Content-Type: text/plain; charset=ISO-8859-1\r\n"
-                     "Content-Length: %" APR_SIZE_T_FMT "\r\n"
-                     "Connection: close\r\n\r\n%s",
-                     sizeof(refusal_body) - 1,
-                     head_only ? "" : refusal_body);
-    len = (apr_size_t)n;
+    len = (apr_size_t)refusal(buf, sizeof(buf), head_only);
     apr_socket_timeout_set(sock, apr_time_from_sec(5));
     apr_socket_send(sock, buf, &len);
+}
+
+int pc_handoff_parent_chan(int pool, int way, int *ways, int *live)
+{
+    if (pool < 0 || pool >= num_chans) {
+        *ways = *live = 0;
+        return -1;
+    }
+    *ways = chan_ways[pool];
+    *live = chan_live[pool];
+    return way >= 0 && way < *ways ? chan_recv[chan_base[pool] + way] : -1;
+}
+
+/* Does a passed head start with something an HTTP/1 answer would not
+ * mean anything to: a TLS record or HTTP/2's preface (after a PROXY
+ * header, if any)? */
+static int not_http1(const char *b, apr_size_t n)
+{
+    apr_size_t skip = proxy_len(b, n);
+
+    b += skip;
+    n -= skip;
+    return n == 0 || (unsigned char)b[0] == 22
+           || (n >= 3 && memcmp(b, "PRI", 3) == 0);
+}
+
+void pc_handoff_refuse_passed(pc_passed_t *passed)
+{
+    struct linger off = { 0, 0 };
+    char buf[512];
+    int fd = passed->fd;
+
+    if (!(passed->pre_flags & PC_PRE_BETWEEN)
+        && !not_http1(passed->bytes, passed->len)) {
+        apr_size_t skip = proxy_len(passed->bytes, passed->len);
+        int head_only = passed->len - skip >= 5
+                        && memcmp(passed->bytes + skip, "HEAD ", 5) == 0;
+        int n = refusal(buf, sizeof(buf), head_only);
+
+        if (send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+            shutdown(fd, SHUT_WR);
+        }
+    }
+    /* The descriptor came from a process that may have set SO_LINGER on
+     * it, which would make close() wait. */
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
+    close(fd);
 }
 
 static const char *send_failure(apr_status_t rv)
@@ -1390,45 +1440,57 @@ static int pass_by_hint(ap_filter_t *f, pc_conn_t *pcc,
     return 1;
 }
 
-/* When a look at a connection's first bytes must give up waiting: the
- * socket's timeout from now is what is left of the time mod_reqtimeout
- * gives a connection's start (it sets the timeout so).  One deadline for
- * the whole look: a client that trickles bytes must not get the timeout
- * again for each.  0 if the look cannot wait (a non-blocking read). */
-static int peek_deadline(conn_rec *c, apr_read_type_e block,
-                         apr_time_t *deadline)
-{
-    apr_interval_time_t timeout;
+/* A look at a connection's first bytes, before any module reads them
+ * (pass_by_sni, pass_by_h2c): how long, and how many more socket reads,
+ * it may still wait for the rest of what it needs. */
+typedef struct look_t {
+    int can_wait;            /* a blocking read, with a socket timeout */
+    apr_time_t deadline;
+    int reads;               /* socket reads left */
+} look_t;
 
-    if (block != APR_BLOCK_READ
-        || apr_socket_timeout_get(ap_get_conn_socket(c), &timeout)
-           != APR_SUCCESS) {
-        return 0;
-    }
-    *deadline = apr_time_now() + (timeout < 0 ? apr_time_from_sec(60)
-                                              : timeout);
-    return 1;
+/* Socket reads a look may make: a 16 KiB ClientHello or HEADERS frame
+ * comes in a dozen segments over the Internet.  Each speculative read
+ * makes the core copy its read-ahead again: no more for a client that
+ * trickles bytes. */
+#define PC_LOOK_READS 32
+
+/* Starts a look before its first wait.  The deadline is the socket's
+ * timeout from now, which is what is left of the time mod_reqtimeout
+ * gives a connection's start (it sets the timeout so): one deadline for
+ * the whole look, first byte included, so a client that trickles bytes
+ * gets no more time than without it. */
+static void look_start(conn_rec *c, apr_read_type_e block, look_t *lk)
+{
+    apr_interval_time_t timeout = -1;
+
+    lk->reads = PC_LOOK_READS;
+    lk->can_wait = block == APR_BLOCK_READ
+                   && apr_socket_timeout_get(ap_get_conn_socket(c), &timeout)
+                      == APR_SUCCESS;
+    lk->deadline = apr_time_now() + (timeout < 0 ? apr_time_from_sec(60)
+                                                 : timeout);
 }
 
-/* Waits, until 'deadline', for the core's read-ahead to hold 'need'
- * bytes (of which 'buf', of 'max' bytes, holds 'len' now); returns how
- * many 'buf' holds then.  Nothing is consumed. */
+/* Waits, within the look's deadline and reads, for the core's
+ * read-ahead to hold 'need' bytes (of which 'buf', of 'max' bytes, holds
+ * 'len' now); returns how many 'buf' holds then.  Nothing is consumed. */
 static apr_size_t peek_until(ap_filter_t *f, apr_bucket_brigade *bb,
                              char *buf, apr_size_t max, apr_size_t len,
-                             apr_size_t need, apr_time_t deadline)
+                             apr_size_t need, look_t *lk)
 {
     conn_rec *c = f->c;
     apr_os_sock_t fd;
-    int tries;
 
-    if (need > max
+    if (!lk->can_wait || need > max
         || apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS) {
         return len;
     }
-    for (tries = 0; len < need && tries < 64; tries++) {
+    while (len < need && lk->reads > 0) {
         struct pollfd pfd;
-        apr_time_t left = deadline - apr_time_now();
+        apr_time_t left = lk->deadline - apr_time_now();
 
+        lk->reads--;
         pfd.fd = fd;
         pfd.events = POLLIN;
         if (left <= 0
@@ -1446,6 +1508,33 @@ static apr_size_t peek_until(ap_filter_t *f, apr_bucket_brigade *bb,
     return len;
 }
 
+/* The start of a look: waits for the first bytes as the caller's read
+ * would, and for at least one byte after a PROXY header in front (which
+ * mod_remoteip is reading; a load balancer may send it on its own).
+ * Returns how many bytes 'buf' holds, with *skip the PROXY header's
+ * length; 0 if there is nothing to look at (*rv: the read's status). */
+static apr_size_t look_first(ap_filter_t *f, pc_conn_t *pcc,
+                             apr_read_type_e block, look_t *lk, char *buf,
+                             apr_size_t max, apr_size_t *skip,
+                             apr_status_t *rv)
+{
+    apr_size_t len;
+
+    *skip = 0;
+    if (!first_bytes(f, pcc, block, rv)) {
+        return 0;
+    }
+    len = peek_head(f->c, buf, max);
+    if (proxy_protocol_on(f->c)) {
+        *skip = proxy_len(buf, len);
+        if (*skip == 0) {
+            return 0;             /* not all of it yet: left alone */
+        }
+        len = peek_until(f, pcc->peek, buf, max, len, *skip + 1, lk);
+    }
+    return len > *skip ? len : 0;
+}
+
 /* The most of a connection's first bytes looked at for a ClientHello:
  * a PROXY header (v2 with TLVs) and one whole TLS record. */
 #define PC_SNI_PEEK (536 + 5 + 16384)
@@ -1456,18 +1545,16 @@ static apr_size_t peek_until(ap_filter_t *f, apr_bucket_brigade *bb,
  * how many bytes of it 'buf' holds. */
 static apr_size_t peek_tls_record(ap_filter_t *f, apr_bucket_brigade *bb,
                                   char *buf, apr_size_t skip, apr_size_t len,
-                                  apr_read_type_e block)
+                                  look_t *lk)
 {
-    apr_time_t deadline;
     apr_size_t need;
 
-    if (len < skip + 5 || (unsigned char)buf[skip] != 22
-        || !peek_deadline(f->c, block, &deadline)) {
+    if (len < skip + 5 || (unsigned char)buf[skip] != 22) {
         return len;
     }
     need = skip + 5 + (((unsigned char)buf[skip + 3] << 8)
                        | (unsigned char)buf[skip + 4]);
-    return peek_until(f, bb, buf, PC_SNI_PEEK, len, need, deadline);
+    return peek_until(f, bb, buf, PC_SNI_PEEK, len, need, lk);
 }
 
 /* Called at the first read of a TLS connection accepted here, under
@@ -1484,7 +1571,8 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
 {
     conn_rec *c = f->c;
     char name[PC_SNI_MAX + 1];
-    apr_size_t len, skip = 0;
+    apr_size_t len, skip;
+    look_t lk;
     int owner;
 
     *rv = APR_SUCCESS;
@@ -1492,21 +1580,18 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
         pcc->sni_done = 1;        /* passed here already */
         return 0;
     }
-    if (!first_bytes(f, pcc, block, rv)) {
-        pcc->sni_done = *rv != APR_SUCCESS;
-        return 0;                 /* nothing yet (non-blocking): later */
+    look_start(c, block, &lk);
+    if (pcc->peek_tls == NULL) {
+        pcc->peek_tls = apr_palloc(c->pool, PC_SNI_PEEK);
     }
-    pcc->sni_done = 1;
-    pcc->peek_tls = apr_palloc(c->pool, PC_SNI_PEEK);
-    len = peek_head(c, pcc->peek_tls, PC_SNI_PEEK);
-    if (proxy_protocol_on(c)) {
-        /* mod_remoteip is reading its header: it travels along. */
-        skip = proxy_len(pcc->peek_tls, len);
-        if (skip == 0) {
-            return 0;
-        }
+    len = look_first(f, pcc, block, &lk, pcc->peek_tls, PC_SNI_PEEK, &skip,
+                     rv);
+    /* Nothing yet from a non-blocking read: look again at the next. */
+    pcc->sni_done = len > 0 || *rv != APR_SUCCESS || block == APR_BLOCK_READ;
+    if (len == 0) {
+        return 0;
     }
-    len = peek_tls_record(f, pcc->peek, pcc->peek_tls, skip, len, block);
+    len = peek_tls_record(f, pcc->peek, pcc->peek_tls, skip, len, &lk);
     if (pc_sni_parse((const unsigned char *)pcc->peek_tls + skip, len - skip,
                      name) < 0) {
         return 0;
@@ -1542,34 +1627,28 @@ static int looks_h2c(const char *b, apr_size_t len, apr_size_t skip)
     return n > 0 && memcmp(b + skip, PC_H2C_PREFACE, n) == 0;
 }
 
-/* The host the connection's first HTTP/2 request asks for, waiting
- * (within one deadline) for the frames that carry it.  Returns 1 and
- * 'host' if it is there.  Each wait is for one more segment only, and
- * the bytes are parsed again after it: a client that only started like
+/* The host the connection's first HTTP/2 request asks for, waiting for
+ * the frames that carry it.  Returns 1 and 'host' if it is there.  Until
+ * the whole preface is there, each wait is for one more segment and the
+ * bytes are looked at again after it: a client that only started like
  * HTTP/2 ("P" of "POST") is let go as soon as it differs. */
 static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, char *buf,
-                          apr_size_t skip, apr_size_t len,
-                          apr_read_type_e block, char *host)
+                          apr_size_t skip, apr_size_t len, look_t *lk,
+                          char *host)
 {
-    apr_time_t deadline;
-    apr_size_t need = 0;
-    int rv, waited = 0;
-
     for (;;) {
-        apr_size_t had = len;
+        apr_size_t need = 0, had = len;
+        int rv = pc_h2c_parse((const unsigned char *)buf + skip, len - skip,
+                              host, &need);
 
-        rv = pc_h2c_parse((const unsigned char *)buf + skip, len - skip,
-                          host, &need);
         if (rv != 0) {
             return rv == 1;
         }
-        if (skip + need > PC_H2C_PEEK
-            || (!waited && !peek_deadline(f->c, block, &deadline))) {
-            return 0;
+        if (len - skip < PC_H2C_PREFACE_LEN) {
+            need = len - skip + 1;
         }
-        waited = 1;
-        len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len, len + 1,
-                         deadline);
+        len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len, skip + need,
+                         lk);
         if (len <= had) {
             return 0;             /* mod_http2's own read times out */
         }
@@ -1593,7 +1672,8 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
     char first[536 + PC_H2C_PREFACE_LEN];
     char host[PC_H2C_MAX + 1];
     char *buf;
-    apr_size_t len, skip = 0;
+    apr_size_t len, skip;
+    look_t lk;
     int owner;
 
     *rv = APR_SUCCESS;
@@ -1601,24 +1681,16 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
         pcc->h2c_done = 1;        /* passed here already */
         return 0;
     }
-    if (!first_bytes(f, pcc, block, rv)) {
-        pcc->h2c_done = *rv != APR_SUCCESS;
-        return 0;                 /* nothing yet (non-blocking): later */
-    }
-    pcc->h2c_done = 1;
-    len = peek_head(c, first, sizeof(first));
-    if (proxy_protocol_on(c)) {
-        skip = proxy_len(first, len);
-        if (skip == 0) {
-            return 0;
-        }
-    }
-    if (!looks_h2c(first, len, skip)) {
+    look_start(c, block, &lk);
+    len = look_first(f, pcc, block, &lk, first, sizeof(first), &skip, rv);
+    /* Nothing yet from a non-blocking read: look again at the next. */
+    pcc->h2c_done = len > 0 || *rv != APR_SUCCESS || block == APR_BLOCK_READ;
+    if (len == 0 || !looks_h2c(first, len, skip)) {
         return 0;                 /* HTTP/1.x: decided per request */
     }
     buf = apr_palloc(c->pool, PC_H2C_PEEK);
     len = peek_head(c, buf, PC_H2C_PEEK);
-    if (!h2c_first_host(f, pcc, buf, skip, len, block, host)) {
+    if (!h2c_first_host(f, pcc, buf, skip, len, &lk, host)) {
         return 0;
     }
     owner = PC_SERVER_CONF(pc_sni_vhost(c, host))->pool;

@@ -78,6 +78,16 @@ void pc_handoff_accepted(conn_rec *c, int bucket);
  * answers 503 itself (or closes, between two requests). */
 void pc_handoff_finish(conn_rec *c);
 
+/* Parent: the receiving end of way 'way' of 'pool', or -1.  *ways is
+ * how many channels the pool has, *live how many its children read
+ * (channel w is read by the children of way w % *live). */
+int pc_handoff_parent_chan(int pool, int way, int *ways, int *live);
+
+/* Answers a passed connection nobody will serve (HTTP/1: 503; TLS or
+ * HTTP/2 before their start, or between two requests: nothing) and
+ * closes it.  Never blocks. */
+void pc_handoff_refuse_passed(pc_passed_t *passed);
+
 /* Makes conn_rec 'c' read the passed bytes before its socket. */
 void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed);
 

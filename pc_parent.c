@@ -24,6 +24,7 @@
 
 #include "perchild.h"
 #include "pc_affinity.h"
+#include "pc_stall.h"
 #include "http_log.h"
 #include "http_main.h"
 #include "apr_strings.h"
@@ -424,6 +425,7 @@ static void server_main_loop(server_rec *s)
             }
         }
         fill_slots(s);
+        pc_stall_check(apr_time_now());
     }
 }
 

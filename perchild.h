@@ -85,6 +85,7 @@ typedef struct pc_conf_t {
     int server_limit;               /* in force (retained across graceful) */
     int server_limit_set;           /* ServerLimit given explicitly */
     int total_children;             /* sum of the pools' slots */
+    int queue_timeout;              /* PerchildQueueTimeout, seconds */
 } pc_conf_t;
 
 /* Per-server (vhost) configuration of the module. */

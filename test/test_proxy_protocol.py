@@ -126,19 +126,25 @@ def test_later_proxy_line_is_request_data(srv, users):
             [(r.status, r.body) for r in answers]
 
 
+@pytest.mark.parametrize("alone", [False, True],
+                         ids=["one-write", "header-alone"])
 @pytest.mark.parametrize("header", [v1_header, v2_header])
-def test_h2c_prior_knowledge_behind_proxy_header(srv, users, header):
+def test_h2c_prior_knowledge_behind_proxy_header(srv, users, header, alone):
     """Cleartext HTTP/2 behind a PROXY header: the connection goes to its
     first request's host's pool before mod_http2 reads it, with the
     header in front, so the owner serves it with the client's address
-    (the header is skipped to find the HTTP/2 preface behind it)."""
+    (the header is skipped to find the HTTP/2 preface behind it, also
+    when a load balancer writes it on its own, ahead of the client's
+    bytes)."""
     if srv.variant != "h2c":
         pytest.skip("Protocols h2c only")
     pytest.importorskip("h2.connection")
     from h2client import h2_requests
     port = srv.port("default")
     for host in ("a.test", "b.test", "c.test") * 2:
-        (status, body), = h2_requests(port, [host], prefix=header(port),
+        prefix = header(port)
+        (status, body), = h2_requests(port, [host], prefix=prefix,
+                                      cuts=(len(prefix),) if alone else (),
                                       path="/cgi-bin/addr.cgi")
         got = dict(l.split("=", 1) for l in body.strip().splitlines()
                    if "=" in l)
