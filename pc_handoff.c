@@ -1535,6 +1535,52 @@ static apr_size_t look_first(ap_filter_t *f, pc_conn_t *pcc,
     return len > *skip ? len : 0;
 }
 
+/* Begins a look at a connection accepted here before anything read from
+ * it (a connection passed here was looked at by its sender): the bytes
+ * *buf holds (a buffer of 'max' bytes, made if *buf is NULL), 0 if there
+ * is nothing to look at.  *done: whether to look no more (only a
+ * non-blocking read that found nothing yet looks again at the next). */
+static apr_size_t look_begin(ap_filter_t *f, pc_conn_t *pcc,
+                             apr_read_type_e block, look_t *lk, char **buf,
+                             apr_size_t max, apr_size_t *skip, int *done,
+                             apr_status_t *rv)
+{
+    apr_size_t len;
+
+    *rv = APR_SUCCESS;
+    *skip = 0;
+    if (pc_my_pool < 0 || pcc->hops > 0 || pcc->len > 0) {
+        *done = 1;
+        return 0;
+    }
+    if (*buf == NULL) {
+        *buf = apr_palloc(f->c->pool, max);
+    }
+    look_start(f->c, block, lk);
+    len = look_first(f, pcc, block, lk, *buf, max, skip, rv);
+    *done = len > 0 || *rv != APR_SUCCESS || block == APR_BLOCK_READ;
+    return len;
+}
+
+/* The connection goes, before any module began with it, to the pool of
+ * the vhost 'name' picks (pc_sni_vhost), if that is another pool and it
+ * can have it now.  Returns that pool, or -1 if it stays.  'what' is
+ * "TLS" or "HTTP/2": a failed send then closes it, as no HTTP/1 answer
+ * means anything to its client. */
+static int leave_before_start(conn_rec *c, pc_conn_t *pcc, const char *name,
+                              const char *what)
+{
+    int owner = PC_SERVER_CONF(pc_sni_vhost(c, name))->pool;
+
+    if (!ready_to_leave(c, pcc, owner)) {
+        return -1;
+    }
+    pcc->out_vhost = apr_pstrdup(c->pool, name);
+    pcc->out_quiet = what;
+    leave(c, pcc);
+    return owner;
+}
+
 /* The most of a connection's first bytes looked at for a ClientHello:
  * a PROXY header (v2 with TLVs) and one whole TLS record. */
 #define PC_SNI_PEEK (536 + 5 + 16384)
@@ -1575,19 +1621,8 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
     look_t lk;
     int owner;
 
-    *rv = APR_SUCCESS;
-    if (pc_my_pool < 0 || pcc->hops > 0 || pcc->len > 0) {
-        pcc->sni_done = 1;        /* passed here already */
-        return 0;
-    }
-    look_start(c, block, &lk);
-    if (pcc->peek_tls == NULL) {
-        pcc->peek_tls = apr_palloc(c->pool, PC_SNI_PEEK);
-    }
-    len = look_first(f, pcc, block, &lk, pcc->peek_tls, PC_SNI_PEEK, &skip,
-                     rv);
-    /* Nothing yet from a non-blocking read: look again at the next. */
-    pcc->sni_done = len > 0 || *rv != APR_SUCCESS || block == APR_BLOCK_READ;
+    len = look_begin(f, pcc, block, &lk, &pcc->peek_tls, PC_SNI_PEEK, &skip,
+                     &pcc->sni_done, rv);
     if (len == 0) {
         return 0;
     }
@@ -1596,13 +1631,9 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
                      name) < 0) {
         return 0;
     }
-    owner = PC_SERVER_CONF(pc_sni_vhost(c, name))->pool;
-    if (!ready_to_leave(c, pcc, owner)) {
+    if ((owner = leave_before_start(c, pcc, name, "TLS")) < 0) {
         return 0;
     }
-    pcc->out_vhost = apr_pstrdup(c->pool, name);
-    pcc->out_quiet = "TLS";       /* a failed send closes: no HTTP here */
-    leave(c, pcc);
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                   "PC0308: TLS server name %s is pool %s's: passed before "
                   "the handshake", name[0] ? name : "(none)",
@@ -1669,22 +1700,16 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
                        apr_read_type_e block, apr_status_t *rv)
 {
     conn_rec *c = f->c;
-    char first[536 + PC_H2C_PREFACE_LEN];
+    char first_buf[536 + PC_H2C_PREFACE_LEN];
+    char *first = first_buf;
     char host[PC_H2C_MAX + 1];
     char *buf;
     apr_size_t len, skip;
     look_t lk;
     int owner;
 
-    *rv = APR_SUCCESS;
-    if (pc_my_pool < 0 || pcc->hops > 0 || pcc->len > 0) {
-        pcc->h2c_done = 1;        /* passed here already */
-        return 0;
-    }
-    look_start(c, block, &lk);
-    len = look_first(f, pcc, block, &lk, first, sizeof(first), &skip, rv);
-    /* Nothing yet from a non-blocking read: look again at the next. */
-    pcc->h2c_done = len > 0 || *rv != APR_SUCCESS || block == APR_BLOCK_READ;
+    len = look_begin(f, pcc, block, &lk, &first, sizeof(first_buf), &skip,
+                     &pcc->h2c_done, rv);
     if (len == 0 || !looks_h2c(first, len, skip)) {
         return 0;                 /* HTTP/1.x: decided per request */
     }
@@ -1693,13 +1718,9 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
     if (!h2c_first_host(f, pcc, buf, skip, len, &lk, host)) {
         return 0;
     }
-    owner = PC_SERVER_CONF(pc_sni_vhost(c, host))->pool;
-    if (!ready_to_leave(c, pcc, owner)) {
+    if ((owner = leave_before_start(c, pcc, host, "HTTP/2")) < 0) {
         return 0;
     }
-    pcc->out_vhost = apr_pstrdup(c->pool, host);
-    pcc->out_quiet = "HTTP/2";    /* a failed send closes: no HTTP/1 answer */
-    leave(c, pcc);
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                   "PC0317: HTTP/2 (cleartext) host %s is pool %s's: passed "
                   "before the session", host[0] ? host : "(none)",

@@ -488,6 +488,21 @@ def raw_request(method, path, host, version="HTTP/1.1", headers=(),
 # Processes
 
 
+def curl_id(scheme, port, host, version):
+    """(status, body, HTTP version) of one request for /cgi-bin/id.cgi by
+    curl on a new connection, 'host' resolved to 127.0.0.1; 'version' is
+    curl's option (--http1.1, --http2, --http2-prior-knowledge).  TLS
+    certificates are not checked."""
+    url = "%s://%s:%d/cgi-bin/id.cgi" % (scheme, host, port)
+    out = subprocess.run(
+        ["curl", "-sk", version, "--max-time", "10", "--resolve",
+         "%s:%d:127.0.0.1" % (host, port), "-w",
+         "\nSTATUS=%{http_code} %{http_version}", url],
+        capture_output=True, text=True, timeout=30).stdout
+    body, _, status = out.rpartition("\nSTATUS=")
+    return status.split(" ")[0], body, status.split(" ")[-1]
+
+
 def proc_status(pid):
     """Fields of /proc/<pid>/status as a dict, or None if gone/zombie."""
     try:

@@ -15,7 +15,6 @@ The raw HTTP/2 client is python3-h2 (its own HPACK encoder); curl uses
 nghttp2's.
 """
 
-import subprocess
 import time
 
 import pytest
@@ -23,7 +22,8 @@ import pytest
 pytest.importorskip("h2.connection")
 
 from h2client import h2_requests  # noqa: E402
-from pchelpers import DISPATCH_USER, RawConnection, wait_until  # noqa: E402
+from pchelpers import (DISPATCH_USER, RawConnection, curl_id,  # noqa: E402
+                       wait_until)
 
 CONF = """
 Protocols h2c http/1.1
@@ -72,14 +72,7 @@ def h2c(request, httpd_factory, dispatch_user):
 
 def curl(port, host, version="--http2-prior-knowledge"):
     """(status, body, HTTP version) of one request on a new connection."""
-    url = "http://%s:%d/cgi-bin/id.cgi" % (host, port)
-    out = subprocess.run(
-        ["curl", "-s", version, "--max-time", "10", "--resolve",
-         "%s:%d:127.0.0.1" % (host, port), "-w",
-         "\nSTATUS=%{http_code} %{http_version}", url],
-        capture_output=True, text=True, timeout=30).stdout
-    body, _, status = out.rpartition("\nSTATUS=")
-    return status.split(" ")[0], body, status.split(" ")[-1]
+    return curl_id("http", port, host, version)
 
 
 def uid_of(body):

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from pchelpers import DISPATCH_USER, RawConnection, raw_request, wait_until
+from pchelpers import (DISPATCH_USER, RawConnection, curl_id, raw_request,
+                       wait_until)
 
 CONF = """
 {protocols}
@@ -82,16 +83,9 @@ def tls(request, httpd_factory, dispatch_user):
 
 
 def curl(port, host, version="--http1.1"):
-    """(status, body) of one HTTPS request on a new connection, asking
-    for server name 'host'; status carries the HTTP version: "200 2"."""
-    url = "https://%s:%d/cgi-bin/id.cgi" % (host, port)
-    out = subprocess.run(
-        ["curl", "-sk", version, "--max-time", "10", "--resolve",
-         "%s:%d:127.0.0.1" % (host, port), "-w",
-         "\nSTATUS=%{http_code} %{http_version}", url],
-        capture_output=True, text=True, timeout=30).stdout
-    body, _, status = out.rpartition("\nSTATUS=")
-    return status.split(" ")[0], body, status.split(" ")[-1]
+    """(status, body, HTTP version) of one HTTPS request on a new
+    connection, asking for server name 'host'."""
+    return curl_id("https", port, host, version)
 
 
 def test_tls_served_by_owner(tls, users):

@@ -22,18 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int passed, failed;
-
-static void expect(const char *name, int ok)
-{
-    printf("%s %s\n", ok ? "ok  " : "FAIL", name);
-    if (ok) {
-        passed++;
-    }
-    else {
-        failed++;
-    }
-}
+#include "expect.h"
 
 /* httpd's defaults: LimitRequestLine, LimitRequestFieldSize 8190,
  * LimitRequestFields 100. */
@@ -264,6 +253,5 @@ int main(void)
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_scan();
     test_cache();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return expect_summary();
 }

@@ -39,18 +39,7 @@ AP_DECLARE(int) ap_strcasecmp_match(const char *str, const char *exp)
     return strcmp(str, exp);
 }
 
-static int passed, failed;
-
-static void expect(const char *name, int ok)
-{
-    printf("%s %s\n", ok ? "ok  " : "FAIL", name);
-    if (ok) {
-        passed++;
-    }
-    else {
-        failed++;
-    }
-}
+#include "expect.h"
 
 typedef struct buf_t {
     unsigned char b[4096];
@@ -182,6 +171,5 @@ int main(void)
     }
     expect("corrupted bytes: never a name longer than the limit", all);
 
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return expect_summary();
 }
