@@ -462,8 +462,9 @@ static const command_rec perchild_cmds[] = {
         "On: pin each child of a pool with 2+ children to some of the CPUs "
         "and pass connections to the child on the sender's CPU"),
     AP_INIT_TAKE1("PerchildQueueTimeout", set_queue_timeout, NULL, RSRC_CONF,
-        "Seconds a connection passed to a pool may wait while none of the "
-        "pool's children takes one; then it gets 503 (0: wait for ever)"),
+        "Seconds a connection passed to a pool may wait while the pool's "
+        "children are stopped or take no work; then it gets 503 (0: wait "
+        "for ever)"),
     AP_INIT_TAKE2("AssignUserID", set_assign_user, NULL, RSRC_CONF,
         "user group: the pool that serves this virtual host"),
     AP_INIT_TAKE1("NumServers", set_num_servers, NULL, RSRC_CONF,

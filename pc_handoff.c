@@ -57,6 +57,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/sockios.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 APLOG_USE_MODULE(mpm_perchild);
@@ -429,12 +430,13 @@ int pc_handoff_channel_fds(int pool, int *fds)
 static int passed_fd_ok(int fd, struct sockaddr_storage *local)
 {
     socklen_t len = sizeof(*local);
-    int type = 0;
-    socklen_t tlen = sizeof(type);
+    int proto = 0;
+    socklen_t plen = sizeof(proto);
 
-    /* ENOTSOCK for anything that is not a socket. */
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == -1
-        || type != SOCK_STREAM) {
+    /* ENOTSOCK for anything that is not a socket; TCP itself, not a
+     * stream protocol that only looks like it (SCTP, MPTCP). */
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &plen) == -1
+        || proto != IPPROTO_TCP) {
         return 0;
     }
     if (getsockname(fd, (struct sockaddr *)local, &len) == -1) {
@@ -1133,7 +1135,6 @@ static int not_http1(const char *b, apr_size_t n)
 
 void pc_handoff_refuse_passed(pc_passed_t *passed)
 {
-    struct linger off = { 0, 0 };
     char buf[512];
     int fd = passed->fd;
 
@@ -1144,14 +1145,9 @@ void pc_handoff_refuse_passed(pc_passed_t *passed)
                         && memcmp(passed->bytes + skip, "HEAD ", 5) == 0;
         int n = refusal(buf, sizeof(buf), head_only);
 
-        if (send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
-            shutdown(fd, SHUT_WR);
-        }
+        send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
     }
-    /* The descriptor came from a process that may have set SO_LINGER on
-     * it, which would make close() wait. */
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
-    close(fd);
+    shutdown(fd, SHUT_WR);
 }
 
 static const char *send_failure(apr_status_t rv)

@@ -84,8 +84,8 @@ void pc_handoff_finish(conn_rec *c);
 int pc_handoff_parent_chan(int pool, int way, int *ways, int *live);
 
 /* Answers a passed connection nobody will serve (HTTP/1: 503; TLS or
- * HTTP/2 before their start, or between two requests: nothing) and
- * closes it.  Never blocks. */
+ * HTTP/2 before their start, or between two requests: nothing) and shuts
+ * its sending side down; the caller closes it. */
 void pc_handoff_refuse_passed(pc_passed_t *passed);
 
 /* Makes conn_rec 'c' read the passed bytes before its socket. */

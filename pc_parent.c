@@ -425,7 +425,7 @@ static void server_main_loop(server_rec *s)
             }
         }
         fill_slots(s);
-        pc_stall_check(apr_time_now());
+        pc_stall_check();
     }
 }
 

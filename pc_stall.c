@@ -14,13 +14,24 @@
 /* pc_stall.c: a connection passed to a pool waits in that pool's channel
  * until one of its children takes it.  A sender cannot tell a pool that
  * is only busy from one whose children are stopped (SIGSTOP, a debugger)
- * or hung, and refuses only once the channel is full; the connections
- * already queued would wait as long as the pool does.  The parent holds
- * every channel's receiving end, so it watches them: a channel that has
- * held records while the children reading it showed no sign of life
- * (no request finished, no worker changed state, no new child) for
- * PerchildQueueTimeout is drained here, each connection answered 503
- * (or closed where HTTP/1 means nothing: TLS, HTTP/2) and closed. */
+ * or no longer take work although they have idle workers, and refuses
+ * only once the channel is full; the connections already queued would
+ * wait as long as the pool does.  The parent holds every channel's
+ * receiving end, so it watches them.  A channel is stalled when it has
+ * held records for PerchildQueueTimeout while the children that read it
+ * showed no sign of life (no request finished, no worker changed state,
+ * no child replaced) and, besides, one of them is stopped or has an idle
+ * worker (a pool whose workers are all busy is not stalled: its senders
+ * refuse once its channel is full, and the queued connections wait their
+ * turn as in a listen queue).
+ *
+ * A stalled channel is emptied by a short-lived helper process, never by
+ * the parent itself: the descriptors come from tenants' processes, which
+ * keep copies and can make a send or a close on them wait (kernel TLS,
+ * SO_LINGER).  The helper drops to the pool's own user, answers each
+ * connection 503 (or closes it where HTTP/1 means nothing), lingers a
+ * moment so that the answer is not lost to a reset, and exits; the
+ * parent kills it if it takes longer than PC_HELPER_LIFE. */
 
 #include "perchild.h"
 #include "pc_handoff.h"
@@ -28,26 +39,58 @@
 #include "http_log.h"
 #include "http_main.h"
 #include "scoreboard.h"
+#include "apr_thread_proc.h"
 
+#include <errno.h>
+#include <grp.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
-/* Records drained from one channel per round: the parent has other work. */
-#define PC_STALL_MAX_DRAIN 64
+APLOG_USE_MODULE(mpm_perchild);
+
+/* Connections one helper answers at the most; a later one takes more. */
+#define PC_HELPER_MAX 1024
+/* How long a helper waits for clients to read their 503s. */
+#define PC_HELPER_LINGER_MS 2000
+/* How long a helper may live before the parent kills it. */
+#define PC_HELPER_LIFE apr_time_from_sec(5)
 
 typedef struct watch_t {
     apr_time_t since;        /* waiting, with no sign of life, since */
-    apr_uint64_t life;       /* the readers' state then */
+    apr_uint64_t life;       /* the readers' scoreboard state then */
+    int stalled;             /* emptied once: go on while nothing moves */
 } watch_t;
 
-static watch_t *watches;     /* per pool and way: [pool * ways_max + way] */
+static watch_t *watches;     /* [pool * watch_ways + way] */
 static int watch_pools, watch_ways;
 static ap_generation_t watch_gen = -1;
-static char *drain_buf;
+
+static apr_proc_t helper;    /* pid 0: none running */
+static apr_time_t helper_started;
+
+static apr_time_t monotonic_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return apr_time_from_sec(ts.tv_sec) + ts.tv_nsec / 1000;
+}
+
+/* Is slot 'i' of pool 'pl' one that reads way 'way' of its channels? */
+static int reads_way(int i, int way, int live)
+{
+    return live < 2 || i % live == way % live;
+}
 
 /* A summary of the scoreboard of the children that read way 'way' of
- * 'pool': it changes whenever one of them finishes a request, a worker
+ * 'pl': it changes whenever one of them finishes a request, a worker
  * changes state, or a child is replaced. */
 static apr_uint64_t readers_life(const pc_pool_t *pl, int way, int live)
 {
@@ -57,7 +100,7 @@ static apr_uint64_t readers_life(const pc_pool_t *pl, int way, int live)
     for (i = 0; i < pl->slots; i++) {
         int slot = pl->first_slot + i;
 
-        if (live > 1 && i % live != way % live) {
+        if (!reads_way(i, way, live)) {
             continue;
         }
         life = life * 31 + (apr_uint64_t)ap_scoreboard_image->parent[slot].pid;
@@ -70,35 +113,186 @@ static apr_uint64_t readers_life(const pc_pool_t *pl, int way, int live)
     return life;
 }
 
+/* Stopped by a signal or a tracer ('T', 't' in /proc/<pid>/stat)? */
+static int process_stopped(pid_t pid)
+{
+    char path[64], buf[512], *p;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    if ((f = fopen(path, "r")) == NULL) {
+        return 0;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The state follows the command name's closing parenthesis. */
+    p = strrchr(buf, ')');
+    return p != NULL && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
+
+/* Can the readers not be merely busy: is one of them stopped, or has it
+ * an idle worker that does not take what waits? */
+static int readers_not_busy(const pc_pool_t *pl, int way, int live)
+{
+    int i, t;
+
+    for (i = 0; i < pl->slots; i++) {
+        int slot = pl->first_slot + i;
+        pid_t pid = ap_scoreboard_image->parent[slot].pid;
+
+        if (!reads_way(i, way, live) || pid <= 0) {
+            continue;
+        }
+        if (process_stopped(pid)) {
+            return 1;
+        }
+        for (t = 0; t < pc_conf->threads_per_child; t++) {
+            if (ap_get_scoreboard_worker_from_indexes(slot, t)->status
+                == SERVER_READY) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Records wait in channel 'fd' (a channel shut down by a holder of its
+ * sending end is at end of file for good, not waiting). */
 static int has_records(int fd)
 {
     struct pollfd p;
 
     p.fd = fd;
-    p.events = POLLIN;
+    p.events = POLLIN | POLLRDHUP;
     p.revents = 0;
-    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN)
+           && !(p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-/* Answers and closes what waits in channel 'fd'; returns how many. */
-static int drain(int fd)
+/* The helper: only the channel (as descriptor 3) and the standard ones
+ * stay open; it runs as the pool's user and cannot be traced by it. */
+static int helper_become(int chan, const pc_pool_t *pl)
 {
-    int n;
+    if (chan != 3 && dup2(chan, 3) != 3) {
+        return -1;
+    }
+    if (syscall(SYS_close_range, 4U, ~0U, 0) != 0) {
+        int fd;
 
-    for (n = 0; n < PC_STALL_MAX_DRAIN; n++) {
+        for (fd = 4; fd < 65536; fd++) {
+            close(fd);
+        }
+    }
+    if (setgroups(0, NULL) != 0 || setresgid(pl->gid, pl->gid, pl->gid) != 0
+        || setresuid(pl->uid, pl->uid, pl->uid) != 0
+        || prctl(PR_SET_DUMPABLE, 0) != 0
+        || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Waits up to PC_HELPER_LINGER_MS for the clients to close, reading and
+ * dropping what they send, so that a close does not reset a connection
+ * whose 503 has not been read yet. */
+static void helper_linger(int *fds, int n)
+{
+    struct pollfd p[PC_HELPER_MAX];
+    apr_time_t end = monotonic_now()
+                     + apr_time_from_msec(PC_HELPER_LINGER_MS);
+    int i, open = n;
+
+    for (i = 0; i < n; i++) {
+        p[i].fd = fds[i];
+        p[i].events = POLLIN;
+    }
+    while (open > 0) {
+        int left = (int)apr_time_as_msec(end - monotonic_now());
+
+        if (left <= 0 || poll(p, n, left) <= 0) {
+            return;
+        }
+        for (i = 0; i < n; i++) {
+            char sink[4096];
+
+            if (p[i].fd >= 0 && p[i].revents
+                && recv(p[i].fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0
+                && errno != EAGAIN) {
+                p[i].fd = -1;       /* poll skips it from now on */
+                open--;
+            }
+        }
+    }
+}
+
+static void helper_main(int chan, const pc_pool_t *pl)
+{
+    static int fds[PC_HELPER_MAX];
+    char *buf = malloc(pc_handoff_bufsize());
+    int n = 0;
+
+    if (buf == NULL || helper_become(chan, pl) != 0) {
+        _exit(1);
+    }
+    while (n < PC_HELPER_MAX) {
         pc_passed_t passed;
         apr_status_t rv;
 
         memset(&passed, 0, sizeof(passed));
-        rv = pc_handoff_receive(fd, drain_buf, &passed);
+        rv = pc_handoff_receive(3, buf, &passed);
         if (APR_STATUS_IS_EAGAIN(rv) || rv == EPIPE) {
             break;
         }
         if (rv == APR_SUCCESS) {
             pc_handoff_refuse_passed(&passed);
+            fds[n++] = passed.fd;
         }
     }
-    return n;
+    helper_linger(fds, n);
+    /* Descriptors closed by exit never wait for SO_LINGER. */
+    _exit(0);
+}
+
+/* APR's note on the helper ('data' is &helper, its registration key). */
+static void helper_reaped(int reason, void *data, int status)
+{
+    (void)status;
+    if (reason == APR_OC_REASON_DEATH || reason == APR_OC_REASON_LOST) {
+        /* APR has already let go of the process; drop the entry. */
+        apr_proc_other_child_unregister(data);
+        helper.pid = 0;
+    }
+    else if (reason == APR_OC_REASON_UNREGISTER) {
+        helper.pid = 0;           /* the configuration pool went */
+    }
+}
+
+/* Starts a helper for channel 'fd' of 'pl'; 1 if it runs. */
+static int helper_start(int fd, const pc_pool_t *pl)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        helper_main(fd, pl);      /* does not return */
+    }
+    if (pid < 0) {
+        return 0;
+    }
+    helper.pid = pid;
+    helper_started = monotonic_now();
+    apr_proc_other_child_register(&helper, helper_reaped, &helper, NULL,
+                                  pc_pconf);
+    return 1;
+}
+
+/* A helper that outlives PC_HELPER_LIFE is stuck on a descriptor. */
+static void helper_watch(apr_time_t now)
+{
+    if (helper.pid > 0 && now - helper_started > PC_HELPER_LIFE) {
+        kill(helper.pid, SIGKILL);
+    }
 }
 
 /* (Re)sizes the state when a generation brings other pools or ways. */
@@ -118,10 +312,7 @@ static int watch_setup(void)
     }
     free(watches);
     watches = calloc((size_t)pools * most, sizeof(*watches));
-    if (drain_buf == NULL) {
-        drain_buf = malloc(pc_handoff_bufsize());
-    }
-    if (watches == NULL || drain_buf == NULL) {
+    if (watches == NULL) {
         return 0;
     }
     watch_pools = pools;
@@ -136,34 +327,42 @@ static void check_channel(int pool, int way, int fd, int live,
     watch_t *w = &watches[pool * watch_ways + way];
     const pc_pool_t *pl = pc_pools_get(pool);
     apr_uint64_t life;
-    int n;
 
     if (!has_records(fd)) {
         w->since = 0;
+        w->stalled = 0;
         return;
     }
     life = readers_life(pl, way, live);
     if (w->since == 0 || life != w->life) {
         w->since = now;
         w->life = life;
+        w->stalled = 0;
         return;
     }
-    if (now - w->since < apr_time_from_sec(pc_conf->queue_timeout)) {
+    if ((!w->stalled
+         && now - w->since < apr_time_from_sec(pc_conf->queue_timeout))
+        || helper.pid > 0 || !readers_not_busy(pl, way, live)
+        || !helper_start(fd, pl)) {
         return;
     }
-    n = drain(fd);
-    w->since = 0;
-    ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
-                 "PC0318: pool %s took no connection from its channel for "
-                 "%d seconds (its children are stopped or hung, or every "
-                 "worker is busy); answered the %d waiting with 503",
-                 pc_pools_label(pl), pc_conf->queue_timeout, n);
+    if (!w->stalled) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     "PC0318: pool %s took no connection from its channel "
+                     "for %d seconds (its children are stopped, or do not "
+                     "take work although they have idle workers); "
+                     "answering the connections waiting there with 503",
+                     pc_pools_label(pl), pc_conf->queue_timeout);
+    }
+    w->stalled = 1;
 }
 
-void pc_stall_check(apr_time_t now)
+void pc_stall_check(void)
 {
+    apr_time_t now = monotonic_now();
     int i, w, ways, live;
 
+    helper_watch(now);
     if (pc_conf->queue_timeout <= 0 || pc_conf->pools->nelts < 2
         || !watch_setup()) {
         return;

@@ -19,12 +19,12 @@
 #ifndef PC_STALL_H
 #define PC_STALL_H
 
-#include "apr_time.h"
+#include "apr.h"
 
 /* Default PerchildQueueTimeout, in seconds. */
 #define PC_DEFAULT_QUEUE_TIMEOUT 10
 
 /* Parent, once per round of its maintenance loop. */
-void pc_stall_check(apr_time_t now);
+void pc_stall_check(void);
 
 #endif /* PC_STALL_H */

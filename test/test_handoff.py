@@ -1245,7 +1245,7 @@ def test_owner_pool_stopped_safe(down, users, stopped_pool_results):
                 verdict(r, "c.test", users)
 
 
-def test_owner_pool_stopped_bounded_wait(down, stopped_pool_results):
+def test_owner_pool_stopped_bounded_wait(down, users, stopped_pool_results):
     """No client of a stopped pool waits much longer than
     PerchildQueueTimeout (2 s here; the pool stays stopped for 8 s): the
     parent answers the connections waiting in the pool's channel with
@@ -1260,6 +1260,48 @@ def test_owner_pool_stopped_bounded_wait(down, stopped_pool_results):
                for r, _ in results), [(r.status, round(dt, 2))
                                        for r, dt in results]
     assert "PC0318" in down.error_log(), error_excerpt(down)
+    # The helper that answered them has exited; the parent lives on and
+    # its children serve c.test again.
+    assert wait_until(lambda: {c.pid for c in down.children()}
+                      <= set(pid_pools(down)), 10), \
+        ([(c.pid, c.uid) for c in down.children()], pid_pools(down))
+    assert verdict(http_get(down.port("shared"), ID + "?t=" + tok(),
+                            host="c.test"), "c.test", users) is None
+
+
+def test_busy_pool_queue_waits_its_turn(down, users):
+    """A pool whose workers are all busy (pccarol: 4 workers, each in a
+    4-second CGI) is not stalled: a connection passed to it meanwhile
+    waits in its channel longer than PerchildQueueTimeout (2 s here) and
+    is then served by pccarol, not answered 503 by the parent."""
+    port = down.port("shared")
+    busy = []
+
+    def sleeper():
+        busy.append(http_get(port, "/cgi-bin/sleep.cgi?4", host="c.test",
+                             timeout=20))
+    threads = [threading.Thread(target=sleeper, daemon=True)
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.8)
+    ka = KeepAliveClient(port, timeout=20)
+    try:
+        first = ka.get(ID + "?t=" + tok(), "a.test")
+        t0 = time.monotonic()
+        queued = ka.get(ID + "?t=" + tok(), "c.test")
+        waited = time.monotonic() - t0
+    finally:
+        ka.close()
+    for t in threads:
+        t.join(20)
+    assert verdict(first, "a.test", users) is None, first
+    assert queued.status == 200, (queued, round(waited, 2),
+                                  error_excerpt(down))
+    assert verdict(queued, "c.test", users) is None, queued
+    assert waited > QUEUE_TIMEOUT, \
+        "not queued behind the busy workers (%.2f s)" % waited
+    assert [r.status for r in busy] == [200] * 4, busy
 
 
 def _drain(socks, deadline):
