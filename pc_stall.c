@@ -39,6 +39,8 @@
 #include "http_log.h"
 #include "http_main.h"
 #include "scoreboard.h"
+#include "apr_file_io.h"
+#include "apr_portable.h"
 #include "apr_thread_proc.h"
 
 #include <errno.h>
@@ -172,10 +174,20 @@ static int has_records(int fd)
 }
 
 /* The helper: only the channel (as descriptor 3) and the standard ones
- * stay open; it runs as the pool's user and cannot be traced by it. */
+ * stay open; it runs as the pool's user and cannot be traced by it.  Its
+ * log lines (a malformed record) go to standard error, which httpd made
+ * the main error log: the main server's own log descriptor is closed
+ * here, and a client's socket could take its number. */
 static int helper_become(int chan, const pc_pool_t *pl)
 {
+    apr_os_file_t err = STDERR_FILENO;
+
     if (chan != 3 && dup2(chan, 3) != 3) {
+        return -1;
+    }
+    if (apr_os_file_put(&ap_server_conf->error_log, &err,
+                        APR_FOPEN_WRITE | APR_FOPEN_APPEND, pc_pconf)
+        != APR_SUCCESS) {
         return -1;
     }
     if (syscall(SYS_close_range, 4U, ~0U, 0) != 0) {
