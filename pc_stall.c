@@ -134,19 +134,22 @@ static int process_stopped(pid_t pid)
     return p != NULL && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
 }
 
-/* Can the readers not be merely busy: is one of them stopped, or has it
- * an idle worker that does not take what waits? */
+/* Can the readers not be merely busy: is none of them running (their
+ * pool held off after crashes), is one of them stopped, or has one an
+ * idle worker that does not take what waits? */
 static int readers_not_busy(const pc_pool_t *pl, int way, int live)
 {
-    int i, t;
+    int i, t, running = 0;
 
     for (i = 0; i < pl->slots; i++) {
         int slot = pl->first_slot + i;
         pid_t pid = ap_scoreboard_image->parent[slot].pid;
 
-        if (!reads_way(i, way, live) || pid <= 0) {
+        if (!reads_way(i, way, live) || pid <= 0
+            || (kill(pid, 0) != 0 && errno != EPERM)) {
             continue;
         }
+        running++;
         if (process_stopped(pid)) {
             return 1;
         }
@@ -157,7 +160,7 @@ static int readers_not_busy(const pc_pool_t *pl, int way, int live)
             }
         }
     }
-    return 0;
+    return running == 0;
 }
 
 /* Records wait in channel 'fd' (a channel shut down by a holder of its
