@@ -32,7 +32,10 @@
 #include <string.h>
 #include <strings.h>
 
-/* Direct-mapped: a miss only means httpd's own path. */
+/* A miss only means httpd's own path.  Searched whole: a connection that
+ * alternates among a few Hosts must find every one of them, which a
+ * hashed table cannot promise (two Hosts in one slot would keep pushing
+ * each other out, for the life of the process). */
 #define PC_HINT_SLOTS 16
 /* More header lines than this: leave it to httpd (LimitRequestFields). */
 #define PC_HINT_MAX_FIELDS 64
@@ -48,6 +51,8 @@ typedef struct pc_hint_t {
 
 /* Per worker thread: touched only by threads that see hand-offs. */
 static __thread pc_hint_t hints[PC_HINT_SLOTS];
+/* The entry a new Host replaces when none is free: the oldest. */
+static __thread unsigned int next_victim;
 
 /* The end of the line starting at 'p': its CR, or NULL when the line is
  * incomplete or ends in a bare LF (left to httpd). */
@@ -252,37 +257,44 @@ int pc_hint_scan(const char *b, apr_size_t n, const pc_hint_limits_t *limits,
     }
 }
 
-static pc_hint_t *slot_for(const conn_rec *c, const pc_hint_key_t *key)
+static int same_key(const pc_hint_t *e, const conn_rec *c,
+                    const pc_hint_key_t *key)
 {
-    apr_uint32_t h = 2166136261u ^ (apr_uint32_t)c->local_addr->port;
-    apr_size_t i;
+    return e->len == key->len && e->port == c->local_addr->port
+           && e->chain == c->vhost_lookup_data && e->base == c->base_server
+           && memcmp(e->host, key->host, key->len) == 0;
+}
 
-    for (i = 0; i < key->len; i++) {
-        h = (h ^ (unsigned char)key->host[i]) * 16777619u;
+static pc_hint_t *find(const conn_rec *c, const pc_hint_key_t *key)
+{
+    unsigned int i;
+
+    for (i = 0; i < PC_HINT_SLOTS; i++) {
+        if (same_key(&hints[i], c, key)) {
+            return &hints[i];
+        }
     }
-    return &hints[(h ^ (h >> 16)) % PC_HINT_SLOTS];
+    return NULL;
 }
 
 int pc_hint_lookup(const conn_rec *c, const pc_hint_key_t *key)
 {
-    const pc_hint_t *e = slot_for(c, key);
+    const pc_hint_t *e = find(c, key);
 
-    if (e->len != key->len || e->chain != c->vhost_lookup_data
-        || e->base != c->base_server || e->port != c->local_addr->port
-        || memcmp(e->host, key->host, key->len) != 0) {
-        return -1;
-    }
-    return e->pool;
+    return e != NULL ? e->pool : -1;
 }
 
 void pc_hint_learn(const conn_rec *c, const pc_hint_key_t *key, int pool)
 {
-    pc_hint_t *e = slot_for(c, key);
+    pc_hint_t *e = find(c, key);
 
-    e->chain = c->vhost_lookup_data;
-    e->base = c->base_server;
-    e->port = c->local_addr->port;
+    if (e == NULL) {
+        e = &hints[next_victim++ % PC_HINT_SLOTS];
+        e->chain = c->vhost_lookup_data;
+        e->base = c->base_server;
+        e->port = c->local_addr->port;
+        e->len = key->len;
+        memcpy(e->host, key->host, key->len);
+    }
     e->pool = pool;
-    e->len = key->len;
-    memcpy(e->host, key->host, key->len);
 }

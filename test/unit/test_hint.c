@@ -246,6 +246,47 @@ static void test_cache(void)
         }
     }
     expect("a full cache never answers another Host's pool", all);
+
+    /* Sixteen Hosts, learnt one after another, are all found (a hashed
+     * table would lose some of them to collisions); a seventeenth takes
+     * the place of the oldest only. */
+    all = 1;
+    for (i = 0; i < 17; i++) {
+        char head[128];
+        pc_hint_key_t k;
+        int got;
+
+        snprintf(head, sizeof(head),
+                 "GET / HTTP/1.1\r\nHost: s%d.test\r\n\r\n", i);
+        scan(head, &k);
+        if (i < 16) {
+            pc_hint_learn(&c1, &k, 100 + i);
+        }
+        got = pc_hint_lookup(&c1, &k);
+        if (i < 16 && got != 100 + i) {
+            all = 0;
+        }
+    }
+    expect("16 Hosts learnt in turn: every one found", all);
+    {
+        char head[128];
+        pc_hint_key_t k, first, second;
+
+        snprintf(head, sizeof(head),
+                 "GET / HTTP/1.1\r\nHost: s0.test\r\n\r\n");
+        scan(head, &first);
+        snprintf(head, sizeof(head),
+                 "GET / HTTP/1.1\r\nHost: s1.test\r\n\r\n");
+        scan(head, &second);
+        snprintf(head, sizeof(head),
+                 "GET / HTTP/1.1\r\nHost: s16.test\r\n\r\n");
+        scan(head, &k);
+        pc_hint_learn(&c1, &k, 116);
+        expect("a 17th Host replaces the oldest only",
+               pc_hint_lookup(&c1, &k) == 116
+               && pc_hint_lookup(&c1, &first) == -1
+               && pc_hint_lookup(&c1, &second) == 101);
+    }
 }
 
 int main(void)
