@@ -322,7 +322,7 @@ static int header_block(const unsigned char *b, apr_size_t n,
 }
 
 /* Frame types (RFC 9113, 6) and HEADERS flags. */
-#define FRAME_HEADER_LEN 9
+#define FRAME_HEADER_LEN PC_H2C_FRAME_HEADER_LEN
 #define FRAME_MAX_PAYLOAD 16384    /* SETTINGS_MAX_FRAME_SIZE's default */
 #define FRAME_HEADERS 1
 #define FRAME_PRIORITY 2

@@ -28,6 +28,8 @@
 /* The 24 bytes every HTTP/2 client sends first (RFC 9113, 3.4). */
 #define PC_H2C_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define PC_H2C_PREFACE_LEN 24
+/* Every frame starts with 9 bytes: length, type, flags, stream. */
+#define PC_H2C_FRAME_HEADER_LEN 9
 
 /* Looks at the first bytes 'b' (n of them) of a connection.  Returns:
  *  1: they start with the preface and hold the first request's whole

@@ -1642,6 +1642,10 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
  * WINDOW_UPDATE frame, and a first HEADERS frame of up to 16 KiB. */
 #define PC_H2C_PEEK (536 + PC_H2C_PREFACE_LEN + 2 * 64 + 9 + 16384)
 
+/* How long the look waits for a client's next frame when all it sent
+ * so far are whole frames (see h2c_first_host). */
+#define PC_H2C_FRAME_WAIT apr_time_from_msec(200)
+
 /* Do the bytes after 'skip' start like HTTP/2's preface, as far as
  * there are any? */
 static int looks_h2c(const char *b, apr_size_t len, apr_size_t skip)
@@ -1674,8 +1678,25 @@ static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, char *buf,
         if (len - skip < PC_H2C_PREFACE_LEN) {
             need = len - skip + 1;
         }
-        len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len, skip + need,
-                         lk);
+        if (need == len - skip + PC_H2C_FRAME_HEADER_LEN) {
+            /* Only whole frames so far: a client may wait for the
+             * server's SETTINGS before its first request (gRPC does), and
+             * nothing answers it until mod_http2 starts.  A short wait;
+             * then the session starts here. */
+            look_t brief = *lk;
+            apr_time_t soon = apr_time_now() + PC_H2C_FRAME_WAIT;
+
+            if (brief.deadline > soon) {
+                brief.deadline = soon;
+            }
+            len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len,
+                             skip + need, &brief);
+            lk->reads = brief.reads;
+        }
+        else {
+            len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len,
+                             skip + need, lk);
+        }
         if (len <= had) {
             return 0;             /* mod_http2's own read times out */
         }

@@ -384,9 +384,14 @@ static void child_died(int slot, int processed, int status,
 
 static void reap_one(apr_proc_t *pid, apr_exit_why_e why, int status)
 {
-    int processed = ap_process_child_status(pid, why, status);
-    int slot = ap_find_child_by_pid(pid);
+    int processed, slot;
     ap_generation_t old_gen;
+
+    if (pc_stall_reaped(pid->pid)) {
+        return;                   /* a stall helper (pc_stall.c) */
+    }
+    processed = ap_process_child_status(pid, why, status);
+    slot = ap_find_child_by_pid(pid);
 
     if (slot >= 0) {
         if (ap_scoreboard_image->parent[slot].generation

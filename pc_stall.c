@@ -41,7 +41,6 @@
 #include "scoreboard.h"
 #include "apr_file_io.h"
 #include "apr_portable.h"
-#include "apr_thread_proc.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -51,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,7 +74,8 @@ static watch_t *watches;     /* [pool * watch_ways + way] */
 static int watch_pools, watch_ways;
 static ap_generation_t watch_gen = -1;
 
-static apr_proc_t helper;    /* pid 0: none running */
+static pid_t helper_pid;     /* 0: none running; reaped by the parent's
+                              * loop (pc_stall_reaped) */
 static apr_time_t helper_started;
 
 static apr_time_t monotonic_now(void)
@@ -181,9 +182,10 @@ static int has_records(int fd)
  * log lines (a malformed record) go to standard error, which httpd made
  * the main error log: the main server's own log descriptor is closed
  * here, and a client's socket could take its number. */
-static int helper_become(int chan, const pc_pool_t *pl)
+static int helper_become(int chan, const pc_pool_t *pl, int *most)
 {
     apr_os_file_t err = STDERR_FILENO;
+    struct rlimit rl;
 
     if (chan != 3 && dup2(chan, 3) != 3) {
         return -1;
@@ -198,6 +200,20 @@ static int helper_become(int chan, const pc_pool_t *pl)
 
         for (fd = 4; fd < 65536; fd++) {
             close(fd);
+        }
+    }
+    /* Room for the descriptors it takes (while still allowed to raise
+     * the limit); fewer if the system allows fewer. */
+    *most = PC_HELPER_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < PC_HELPER_MAX + 16) {
+            rl.rlim_cur = rl.rlim_max < PC_HELPER_MAX + 16
+                          ? rl.rlim_max : PC_HELPER_MAX + 16;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur < PC_HELPER_MAX + 16) {
+            *most = rl.rlim_cur > 32 ? (int)rl.rlim_cur - 16 : 16;
         }
     }
     if (setgroups(0, NULL) != 0 || setresgid(pl->gid, pl->gid, pl->gid) != 0
@@ -232,9 +248,14 @@ static void helper_linger(int *fds, int n)
         for (i = 0; i < n; i++) {
             char sink[4096];
 
-            if (p[i].fd >= 0 && p[i].revents
-                && recv(p[i].fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0
-                && errno != EAGAIN) {
+            ssize_t got;
+
+            if (p[i].fd < 0 || !p[i].revents) {
+                continue;
+            }
+            got = recv(p[i].fd, sink, sizeof(sink), MSG_DONTWAIT);
+            if (got == 0 || (got < 0 && errno != EAGAIN
+                             && errno != EWOULDBLOCK && errno != EINTR)) {
                 p[i].fd = -1;       /* poll skips it from now on */
                 open--;
             }
@@ -246,12 +267,13 @@ static void helper_main(int chan, const pc_pool_t *pl)
 {
     static int fds[PC_HELPER_MAX];
     char *buf = malloc(pc_handoff_bufsize());
-    int n = 0;
+    int n = 0, most;
 
-    if (buf == NULL || helper_become(chan, pl) != 0) {
+    if (buf == NULL || helper_become(chan, pl, &most) != 0) {
         _exit(1);
     }
-    while (n < PC_HELPER_MAX) {
+    /* What is left waits for the next helper. */
+    while (n < most) {
         pc_passed_t passed;
         apr_status_t rv;
 
@@ -270,18 +292,13 @@ static void helper_main(int chan, const pc_pool_t *pl)
     _exit(0);
 }
 
-/* APR's note on the helper ('data' is &helper, its registration key). */
-static void helper_reaped(int reason, void *data, int status)
+int pc_stall_reaped(pid_t pid)
 {
-    (void)status;
-    if (reason == APR_OC_REASON_DEATH || reason == APR_OC_REASON_LOST) {
-        /* APR has already let go of the process; drop the entry. */
-        apr_proc_other_child_unregister(data);
-        helper.pid = 0;
+    if (pid <= 0 || pid != helper_pid) {
+        return 0;
     }
-    else if (reason == APR_OC_REASON_UNREGISTER) {
-        helper.pid = 0;           /* the configuration pool went */
-    }
+    helper_pid = 0;
+    return 1;
 }
 
 /* Starts a helper for channel 'fd' of 'pl'; 1 if it runs. */
@@ -295,18 +312,16 @@ static int helper_start(int fd, const pc_pool_t *pl)
     if (pid < 0) {
         return 0;
     }
-    helper.pid = pid;
+    helper_pid = pid;
     helper_started = monotonic_now();
-    apr_proc_other_child_register(&helper, helper_reaped, &helper, NULL,
-                                  pc_pconf);
     return 1;
 }
 
 /* A helper that outlives PC_HELPER_LIFE is stuck on a descriptor. */
 static void helper_watch(apr_time_t now)
 {
-    if (helper.pid > 0 && now - helper_started > PC_HELPER_LIFE) {
-        kill(helper.pid, SIGKILL);
+    if (helper_pid > 0 && now - helper_started > PC_HELPER_LIFE) {
+        kill(helper_pid, SIGKILL);
     }
 }
 
@@ -357,7 +372,7 @@ static void check_channel(int pool, int way, int fd, int live,
     }
     if ((!w->stalled
          && now - w->since < apr_time_from_sec(pc_conf->queue_timeout))
-        || helper.pid > 0 || !readers_not_busy(pl, way, live)
+        || helper_pid > 0 || !readers_not_busy(pl, way, live)
         || !helper_start(fd, pl)) {
         return;
     }

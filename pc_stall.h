@@ -21,10 +21,15 @@
 
 #include "apr.h"
 
+#include <sys/types.h>
+
 /* Default PerchildQueueTimeout, in seconds. */
 #define PC_DEFAULT_QUEUE_TIMEOUT 10
 
 /* Parent, once per round of its maintenance loop. */
 void pc_stall_check(void);
+
+/* Parent: 1 if 'pid', just reaped, was the stall helper. */
+int pc_stall_reaped(pid_t pid);
 
 #endif /* PC_STALL_H */

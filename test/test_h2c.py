@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("h2.connection")
 
-from h2client import h2_requests  # noqa: E402
+from h2client import h2_after_server_settings, h2_requests  # noqa: E402
 from pchelpers import (DISPATCH_USER, RawConnection, curl_id,  # noqa: E402
                        wait_until)
 
@@ -157,3 +157,21 @@ def test_http1_starting_like_preface_not_held(h2c, users):
         if b"cgi-bin" in rest:
             assert r.status == 200, (host, r, h2c.error_log()[-2000:])
             assert uid_of(r.body) == users[OWNER[host]].uid, (host, r.body)
+
+
+def test_h2c_client_waiting_for_server_settings(h2c, users):
+    """A client that sends no request before the server's SETTINGS (gRPC
+    does so) is not kept waiting for the first request's frames: the look
+    gives up after a moment, mod_http2 starts the session in the child
+    that accepted it (its SETTINGS come within 2 s, not after Timeout,
+    10 s here), and the request is served by its owner or, if that is
+    another pool, answered 421 (the client may connect again)."""
+    port = h2c.port("h2c")
+    for host, owner in sorted(OWNER.items()) * 2:
+        waited, status, body = h2_after_server_settings(port, host)
+        assert waited < 2, (host, waited)
+        if status == 200:
+            assert uid_of(body) == users[owner].uid, (host, body)
+        else:
+            assert status == 421 and uid_of(body) is None, \
+                (host, status, body, h2c.error_log()[-2000:])
