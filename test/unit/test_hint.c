@@ -184,6 +184,19 @@ static void *other_thread(void *arg)
     return (void *)(long)pc_hint_lookup(&c, key);
 }
 
+/* The key of a request for Host <prefix><n>.test. */
+static const pc_hint_key_t *numbered_host(const char *prefix, int n,
+                                          pc_hint_key_t *k)
+{
+    char head[128];
+
+    snprintf(head, sizeof(head),
+             "GET / HTTP/1.1\r\nHost: %s%d.test\r\n\r\n",
+             prefix, n);
+    scan(head, k);
+    return k;
+}
+
 static void test_cache(void)
 {
     static server_rec base1, base2;
@@ -191,7 +204,7 @@ static void test_cache(void)
     apr_sockaddr_t sa1, sa2;
     conn_rec c1 = make_conn(&sa1, 80, &chain1, &base1);
     conn_rec c2;
-    pc_hint_key_t a, b, a_upper;
+    pc_hint_key_t a, b, a_upper, k;
     pthread_t t;
     void *res;
     int i, all;
@@ -224,23 +237,11 @@ static void test_cache(void)
     /* Many Hosts: whatever is still cached must be right. */
     all = 1;
     for (i = 0; i < 200; i++) {
-        char head[128];
-        pc_hint_key_t k;
-
-        snprintf(head, sizeof(head),
-                 "GET / HTTP/1.1\r\nHost: h%d.test\r\n\r\n", i);
-        scan(head, &k);
-        pc_hint_learn(&c1, &k, i);
+        pc_hint_learn(&c1, numbered_host("h", i, &k), i);
     }
     for (i = 0; i < 200; i++) {
-        char head[128];
-        pc_hint_key_t k;
-        int got;
+        int got = pc_hint_lookup(&c1, numbered_host("h", i, &k));
 
-        snprintf(head, sizeof(head),
-                 "GET / HTTP/1.1\r\nHost: h%d.test\r\n\r\n", i);
-        scan(head, &k);
-        got = pc_hint_lookup(&c1, &k);
         if (got != -1 && got != i) {
             all = 0;
         }
@@ -251,42 +252,20 @@ static void test_cache(void)
      * table would lose some of them to collisions); a seventeenth takes
      * the place of the oldest only. */
     all = 1;
-    for (i = 0; i < 17; i++) {
-        char head[128];
-        pc_hint_key_t k;
-        int got;
-
-        snprintf(head, sizeof(head),
-                 "GET / HTTP/1.1\r\nHost: s%d.test\r\n\r\n", i);
-        scan(head, &k);
-        if (i < 16) {
-            pc_hint_learn(&c1, &k, 100 + i);
-        }
-        got = pc_hint_lookup(&c1, &k);
-        if (i < 16 && got != 100 + i) {
+    for (i = 0; i < 16; i++) {
+        pc_hint_learn(&c1, numbered_host("s", i, &k), 100 + i);
+    }
+    for (i = 0; i < 16; i++) {
+        if (pc_hint_lookup(&c1, numbered_host("s", i, &k)) != 100 + i) {
             all = 0;
         }
     }
     expect("16 Hosts learnt in turn: every one found", all);
-    {
-        char head[128];
-        pc_hint_key_t k, first, second;
-
-        snprintf(head, sizeof(head),
-                 "GET / HTTP/1.1\r\nHost: s0.test\r\n\r\n");
-        scan(head, &first);
-        snprintf(head, sizeof(head),
-                 "GET / HTTP/1.1\r\nHost: s1.test\r\n\r\n");
-        scan(head, &second);
-        snprintf(head, sizeof(head),
-                 "GET / HTTP/1.1\r\nHost: s16.test\r\n\r\n");
-        scan(head, &k);
-        pc_hint_learn(&c1, &k, 116);
-        expect("a 17th Host replaces the oldest only",
-               pc_hint_lookup(&c1, &k) == 116
-               && pc_hint_lookup(&c1, &first) == -1
-               && pc_hint_lookup(&c1, &second) == 101);
-    }
+    pc_hint_learn(&c1, numbered_host("s", 16, &k), 116);
+    expect("a 17th Host replaces the oldest only",
+           pc_hint_lookup(&c1, numbered_host("s", 16, &k)) == 116
+           && pc_hint_lookup(&c1, numbered_host("s", 0, &k)) == -1
+           && pc_hint_lookup(&c1, numbered_host("s", 1, &k)) == 101);
 }
 
 int main(void)
