@@ -361,6 +361,29 @@ static int headers_frame(const unsigned char *p, apr_size_t len, int flags,
     return header_block(p + off, len - off - pad, host);
 }
 
+#define FLAG_ACK 0x1
+
+long pc_h2c_settings_ack(const unsigned char *b, apr_size_t n,
+                         apr_size_t from)
+{
+    apr_size_t pos = PC_H2C_PREFACE_LEN;
+
+    while (n >= FRAME_HEADER_LEN && pos <= n - FRAME_HEADER_LEN) {
+        apr_size_t len = ((apr_size_t)b[pos] << 16)
+                         | ((apr_size_t)b[pos + 1] << 8) | b[pos + 2];
+
+        if (pos >= from && b[pos + 3] == FRAME_SETTINGS
+            && (b[pos + 4] & FLAG_ACK) && len == 0) {
+            return (long)pos;
+        }
+        if (len > n - pos - FRAME_HEADER_LEN) {
+            break;
+        }
+        pos += FRAME_HEADER_LEN + len;
+    }
+    return -1;
+}
+
 int pc_h2c_parse(const unsigned char *b, apr_size_t n,
                  char host[PC_H2C_MAX + 1], apr_size_t *need)
 {

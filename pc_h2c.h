@@ -42,6 +42,17 @@
 int pc_h2c_parse(const unsigned char *b, apr_size_t n,
                  char host[PC_H2C_MAX + 1], apr_size_t *need);
 
+/* The server's part of a connection's start (RFC 9113, 3.4): an empty
+ * SETTINGS frame. */
+#define PC_H2C_SERVER_PREFACE "\0\0\0\4\0\0\0\0\0"
+#define PC_H2C_SERVER_PREFACE_LEN 9
+
+/* Where, in a connection's first bytes 'b' (n of them, from the preface
+ * on), the first SETTINGS frame with the ACK flag starts that starts at
+ * or after offset 'from'; -1 if none is there (yet). */
+long pc_h2c_settings_ack(const unsigned char *b, apr_size_t n,
+                         apr_size_t from);
+
 /* Decodes HPACK's Huffman code (RFC 7541, 5.2 and Appendix B): 'n' bytes
  * at 'in' into at most 'max' bytes at 'out'.  Returns the decoded length,
  * or -1 if the input is not a valid code or does not fit. */

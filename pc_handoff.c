@@ -150,6 +150,9 @@ typedef struct pc_conn_t {
     int sni_done;            /* the ClientHello was looked at */
     int h2c_done;            /* the first bytes were looked at for a
                               * cleartext HTTP/2 start */
+    apr_size_t h2c_settings_at;  /* a dispatch child sent the server's
+                              * SETTINGS when the client had sent this
+                              * much (0: not sent) */
     struct iovec out[4];
     pc_preamble_t pre;       /* out[0] */
     const char *out_vhost;   /* for the log, if the send fails */
@@ -1658,31 +1661,70 @@ static int looks_h2c(const char *b, apr_size_t len, apr_size_t skip)
     return n > 0 && memcmp(b + skip, PC_H2C_PREFACE, n) == 0;
 }
 
+/* A dispatch child, which serves nothing, may speak for the server at
+ * the start of an HTTP/2 connection: it sends the server's empty
+ * SETTINGS, so that a client waiting for them sends its first request,
+ * and takes the client's ACK of them out of what it passes on (the
+ * owner's mod_http2 sends SETTINGS of its own, and an ACK it did not ask
+ * for would end the session).  Returns 1 if they were sent. */
+static int send_server_preface(conn_rec *c)
+{
+    apr_os_sock_t fd;
+
+    if (pc_conf->dispatch_pool < 0 || pc_my_pool != pc_conf->dispatch_pool
+        || apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS) {
+        return 0;
+    }
+    return send(fd, PC_H2C_SERVER_PREFACE, PC_H2C_SERVER_PREFACE_LEN,
+                MSG_DONTWAIT | MSG_NOSIGNAL) == PC_H2C_SERVER_PREFACE_LEN;
+}
+
+/* Takes the client's ACK of the SETTINGS send_server_preface sent out of
+ * the record: it starts 'at' bytes into the forwarded read-ahead. */
+static void drop_settings_ack(pc_conn_t *pcc, apr_size_t at)
+{
+    struct iovec *ra = &pcc->out[3];
+    char *b = ra->iov_base;
+
+    if (pcc->len != 0 || pcc->out[1].iov_len != 0
+        || at + PC_H2C_FRAME_HEADER_LEN > ra->iov_len) {
+        return;                   /* (checked before the record was made) */
+    }
+    memmove(b + at, b + at + PC_H2C_FRAME_HEADER_LEN,
+            ra->iov_len - at - PC_H2C_FRAME_HEADER_LEN);
+    ra->iov_len -= PC_H2C_FRAME_HEADER_LEN;
+}
+
 /* The host the connection's first HTTP/2 request asks for, waiting for
  * the frames that carry it.  Returns 1 and 'host' if it is there.  Until
  * the whole preface is there, each wait is for one more segment and the
  * bytes are looked at again after it: a client that only started like
  * HTTP/2 ("P" of "POST") is let go as soon as it differs. */
 static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, char *buf,
-                          apr_size_t skip, apr_size_t len, look_t *lk,
+                          apr_size_t skip, apr_size_t *lenp, look_t *lk,
                           char *host)
 {
+    apr_size_t len = *lenp;
+
     for (;;) {
         apr_size_t need = 0, had = len;
         int rv = pc_h2c_parse((const unsigned char *)buf + skip, len - skip,
                               host, &need);
 
+        *lenp = len;
         if (rv != 0) {
             return rv == 1;
         }
         if (len - skip < PC_H2C_PREFACE_LEN) {
             need = len - skip + 1;
         }
-        if (need == len - skip + PC_H2C_FRAME_HEADER_LEN) {
+        if (need == len - skip + PC_H2C_FRAME_HEADER_LEN
+            && pcc->h2c_settings_at == 0) {
             /* Only whole frames so far: a client may wait for the
              * server's SETTINGS before its first request (gRPC does), and
              * nothing answers it until mod_http2 starts.  A short wait;
-             * then the session starts here. */
+             * then the session starts here, or a dispatch child sends
+             * the SETTINGS itself and waits on. */
             look_t brief = *lk;
             apr_time_t soon = apr_time_now() + PC_H2C_FRAME_WAIT;
 
@@ -1692,6 +1734,10 @@ static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, char *buf,
             len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len,
                              skip + need, &brief);
             lk->reads = brief.reads;
+            if (len <= had && send_server_preface(f->c)) {
+                pcc->h2c_settings_at = len - skip;
+                continue;
+            }
         }
         else {
             len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len,
@@ -1723,6 +1769,7 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
     char *buf;
     apr_size_t len, skip;
     look_t lk;
+    long ack = -1;
     int owner;
 
     len = look_begin(f, pcc, block, &lk, &first, sizeof(first_buf), &skip,
@@ -1732,11 +1779,22 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
     }
     buf = apr_palloc(c->pool, PC_H2C_PEEK);
     len = peek_head(c, buf, PC_H2C_PEEK);
-    if (!h2c_first_host(f, pcc, buf, skip, len, &lk, host)) {
+    if (!h2c_first_host(f, pcc, buf, skip, &len, &lk, host)) {
         return 0;
+    }
+    if (pcc->h2c_settings_at > 0) {
+        /* The client's ACK of our SETTINGS must be in what goes. */
+        ack = pc_h2c_settings_ack((const unsigned char *)buf + skip,
+                                  len - skip, pcc->h2c_settings_at);
+        if (ack < 0) {
+            return 0;
+        }
     }
     if ((owner = leave_before_start(c, pcc, host, "HTTP/2")) < 0) {
         return 0;
+    }
+    if (ack >= 0) {
+        drop_settings_ack(pcc, skip + (apr_size_t)ack);
     }
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                   "PC0317: HTTP/2 (cleartext) host %s is pool %s's: passed "

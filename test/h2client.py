@@ -68,13 +68,15 @@ def read_response(s, conn, sid):
             s.sendall(out)
 
 
-def h2_after_server_settings(port, host, path="/cgi-bin/id.cgi"):
+def h2_after_server_settings(port, host, path="/cgi-bin/id.cgi", count=1):
     """A client that, like gRPC's, sends nothing after its preface and
-    SETTINGS until the server's SETTINGS have come, then one GET.
-    Returns (seconds until the server's SETTINGS, status, body)."""
+    SETTINGS until the server's SETTINGS have come, then 'count' GETs one
+    after another on the connection.  Returns (seconds until the server's
+    SETTINGS, [(status, body)] per GET)."""
     conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
         client_side=True, header_encoding="utf-8"))
     conn.initiate_connection()
+    answers = []
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         t0 = time.monotonic()
         s.sendall(conn.data_to_send())
@@ -82,14 +84,15 @@ def h2_after_server_settings(port, host, path="/cgi-bin/id.cgi"):
         while waited is None:
             chunk = s.recv(65536)
             if not chunk:
-                return time.monotonic() - t0, None, "[closed]"
+                return time.monotonic() - t0, [(None, "[closed]")]
             for ev in conn.receive_data(chunk):
                 if isinstance(ev, h2.events.RemoteSettingsChanged):
                     waited = time.monotonic() - t0
-        sid = conn.get_next_available_stream_id()
-        conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
-                                (":authority", "%s:%d" % (host, port)),
-                                (":path", path)], end_stream=True)
-        s.sendall(conn.data_to_send())
-        status, body = read_response(s, conn, sid)
-    return waited, status, body
+        for _ in range(count):
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                    (":authority", "%s:%d" % (host, port)),
+                                    (":path", path)], end_stream=True)
+            s.sendall(conn.data_to_send())
+            answers.append(read_response(s, conn, sid))
+    return waited, answers

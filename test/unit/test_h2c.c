@@ -437,6 +437,32 @@ static void frame_cases(void)
     expect("corrupted bytes: a host within the limit, or a wait", all);
 }
 
+static void settings_ack_cases(void)
+{
+    buf_t o, p;
+    size_t at;
+
+    o.n = 0;
+    put(&o, PC_H2C_PREFACE, PC_H2C_PREFACE_LEN);
+    p.n = 0;
+    put(&p, "\x00\x03\x00\x00\x00\x64", 6);
+    frame(&o, 4, 0, 0, &p);                    /* the client's SETTINGS */
+    at = o.n;
+    p.n = 0;
+    frame(&o, 4, 0x1, 0, &p);                  /* its ACK of ours */
+    p.n = 0;
+    field(&p, 1, NULL, "b.test", 1);
+    frame(&o, 1, 0x4, 1, &p);
+    expect("SETTINGS ACK found where it starts",
+           pc_h2c_settings_ack(o.b, o.n, at) == (long)at);
+    expect("SETTINGS ACK before 'from': not taken",
+           pc_h2c_settings_ack(o.b, o.n, at + 1) == -1);
+    expect("SETTINGS ACK cut short: not there yet",
+           pc_h2c_settings_ack(o.b, at + 5, 0) == -1);
+    expect("a SETTINGS frame without ACK is not one",
+           pc_h2c_settings_ack(o.b, at, 0) == -1);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -444,5 +470,6 @@ int main(void)
     huffman_cases();
     host_cases();
     frame_cases();
+    settings_ack_cases();
     return expect_summary();
 }
