@@ -1782,11 +1782,17 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
     if (!h2c_first_host(f, pcc, buf, skip, &len, &lk, host)) {
         return 0;
     }
-    if (pcc->h2c_settings_at > 0) {
-        /* The client's ACK of our SETTINGS must be in what goes. */
-        ack = pc_h2c_settings_ack((const unsigned char *)buf + skip,
-                                  len - skip, pcc->h2c_settings_at);
-        if (ack < 0) {
+    while (pcc->h2c_settings_at > 0
+           && (ack = pc_h2c_settings_ack((const unsigned char *)buf + skip,
+                                         len - skip, pcc->h2c_settings_at))
+              < 0) {
+        /* The client's ACK of our SETTINGS must be in what goes; it may
+         * come after its first request (it sent that before it read our
+         * SETTINGS), and it must come at once (RFC 9113, 6.5.3). */
+        apr_size_t had = len;
+
+        len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len, len + 1, &lk);
+        if (len <= had) {
             return 0;
         }
     }

@@ -16,11 +16,13 @@ def h2_requests(port, hosts, prefix=b"", cuts=(), pause=0.3,
     'hosts', each sent after the answer to the one before.  'prefix' goes
     in front of the connection's first bytes (a PROXY header); the first
     bytes (preface, SETTINGS and the first request) are written in pieces
-    cut at the offsets 'cuts', 'pause' seconds apart.  Returns a
-    (status, body) per host."""
+    cut at the offsets 'cuts', 'pause' seconds apart; a cut "request"
+    stands for the offset where the first request's frame begins.
+    Returns a (status, body) per host."""
     conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
         client_side=True, header_encoding="utf-8"))
     conn.initiate_connection()
+    start_bytes = conn.data_to_send()
     results = []
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         for i, host in enumerate(hosts):
@@ -32,9 +34,11 @@ def h2_requests(port, hosts, prefix=b"", cuts=(), pause=0.3,
                               end_stream=True)
             data = conn.data_to_send()
             if i == 0:
-                data = prefix + data
+                data = prefix + start_bytes + data
                 start = 0
                 for cut in cuts:
+                    if cut == "request":
+                        cut = len(prefix) + len(start_bytes)
                     s.sendall(data[start:cut])
                     start = cut
                     time.sleep(pause)
