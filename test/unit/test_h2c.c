@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "expect.h"
+#include "buf.h"
 
 /* Code lengths of RFC 7541, Appendix B, symbol by symbol (256 is EOS). */
 static const unsigned char code_len[257] = {
@@ -66,16 +67,6 @@ static void make_codes(void)
     }
 }
 
-typedef struct buf_t {
-    unsigned char b[20000];
-    size_t n;
-} buf_t;
-
-static void put(buf_t *o, const void *p, size_t n)
-{
-    memcpy(o->b + o->n, p, n);
-    o->n += n;
-}
 
 static void put_byte(buf_t *o, unsigned int v)
 {

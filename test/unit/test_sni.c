@@ -40,17 +40,8 @@ AP_DECLARE(int) ap_strcasecmp_match(const char *str, const char *exp)
 }
 
 #include "expect.h"
+#include "buf.h"
 
-typedef struct buf_t {
-    unsigned char b[4096];
-    size_t n;
-} buf_t;
-
-static void put(buf_t *o, const void *p, size_t n)
-{
-    memcpy(o->b + o->n, p, n);
-    o->n += n;
-}
 
 static void put_n(buf_t *o, size_t v, int bytes)
 {
