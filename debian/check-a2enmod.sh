@@ -140,6 +140,13 @@ if [ -f "$APACHE_CONFDIR/mods-available/mpm_itk.load" ]; then
     check "a2dismod mpm_itk mpm_prefork && a2enmod mpm_perchild" \
         sh -c 'a2dismod mpm_itk mpm_prefork && a2enmod mpm_perchild'
     check "only mpm_perchild is enabled after leaving mpm-itk" mpms_are "mpm_perchild"
+    # README's command, whichever stock MPM is on (here mpm-itk, as
+    # installing libapache2-mpm-itk leaves it).
+    check "setup: mpm_prefork + mpm_itk again" \
+        sh -c 'a2dismod -q mpm_perchild && a2enmod -q mpm_prefork mpm_itk'
+    check "README: a2dismod mpm_event mpm_worker mpm_itk mpm_prefork; a2enmod mpm_perchild" \
+        sh -c 'a2dismod mpm_event mpm_worker mpm_itk mpm_prefork && a2enmod mpm_perchild'
+    check "only mpm_perchild is enabled after README's command" mpms_are "mpm_perchild"
 else
     skip "mpm-itk switch: mpm_itk.load not installed"
 fi

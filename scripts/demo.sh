@@ -18,7 +18,7 @@ if [ "$(id -u)" != 0 ]; then
          "switch users): sudo $0" >&2
     exit 2
 fi
-./scripts/install-deps.sh
+./scripts/install-deps.sh --demo
 make -s >/dev/null 2>&1 || make  # quiet unless the build fails
 so="$top/.libs/mod_mpm_perchild.so"
 

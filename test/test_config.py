@@ -4,6 +4,7 @@ Each broken configuration must be refused (non-zero exit) with a message
 that names the directive and says why; the valid ones must pass."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,31 @@ MaxRequestsPerChild 100
 ChildPerUserID #%d #%d 2
 ChildPerUserID pccarol pccarol 1
 """ % (bob.uid, bob.gid))
+    rc, out = config_test(httpd)
+    assert rc == 0, out
+    assert "Syntax OK" in out
+
+
+def readme_config_block():
+    """The "Configuration in one screen" block of README.md, as written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    m = re.search(r"```apache\n(.*?)```", readme, re.S)
+    assert m, "README.md has no apache configuration block"
+    return m.group(1)
+
+
+def test_readme_config_block_passes(httpd, users, dispatch_user):
+    """An admin copies the README's example: it must pass as written,
+    with only the user names and the address changed (and its optional
+    lines switched on)."""
+    block = readme_config_block()
+    for name, real in (("alice", "pcalice"), ("bob", "pcbob"),
+                       ("pcdispatch", dispatch_user.name)):
+        block = block.replace("%s %s" % (name, name), "%s %s" % (real, real))
+    block = block.replace("*:80", "127.0.0.1:{port_a}")
+    block = re.sub(r"^#(DispatchUserID|ListenCoresBucketsRatio|"
+                   r"PerchildCPUAffinity)", r"\1", block, flags=re.M)
+    httpd.write_config("Listen 127.0.0.1:{port_a}\n" + block)
     rc, out = config_test(httpd)
     assert rc == 0, out
     assert "Syntax OK" in out
