@@ -353,22 +353,60 @@ static void resolve_groups(apr_pool_t *p, pc_pool_t *pl)
     pl->ngroups = 1;
 }
 
+/* One more child for each pool that wants more, the dispatch pool
+ * first (without it no shared port is accepted at all).  Returns how
+ * many were given. */
+static int share_round(int *left)
+{
+    int i, n = pc_conf->pools->nelts, given = 0;
+
+    for (i = -1; i < n && *left > 0; i++) {
+        int idx = i < 0 ? pc_conf->dispatch_pool : i;
+        pc_pool_t *pl;
+
+        if (idx < 0 || (i >= 0 && idx == pc_conf->dispatch_pool)) {
+            continue;
+        }
+        pl = pc_pools_get(idx);
+        if (pl->slots < pl->num_children) {
+            pl->slots++;
+            (*left)--;
+            given++;
+        }
+    }
+    return given;
+}
+
 /* Lays the pools' children out on scoreboard slots.  Returns the number
- * of children wanted (which may exceed what fits). */
+ * of children wanted (which may exceed what fits).  When they do not
+ * fit (a restart that adds pools to a full scoreboard), every pool gets
+ * a share, one child each first: a site that was being served is not
+ * dropped so that a new pool gets all the children it asked for. */
 static int layout_slots(int limit)
 {
-    int i, next = 0, wanted = 0;
+    int i, next = 0, wanted = 0, left = limit;
 
     for (i = 0; i < pc_conf->pools->nelts; i++) {
         pc_pool_t *pl = pc_pools_get(i);
-        int room = limit - next;
 
         wanted += pl->num_children;
-        pl->first_slot = next;
-        pl->slots = pl->num_children < room ? pl->num_children : room;
-        if (pl->slots < 0) {
-            pl->slots = 0;
+        pl->slots = 0;
+    }
+    if (wanted <= limit) {
+        for (i = 0; i < pc_conf->pools->nelts; i++) {
+            pc_pool_t *pl = pc_pools_get(i);
+            pl->slots = pl->num_children;
         }
+    }
+    else {
+        while (left > 0 && share_round(&left) > 0) {
+            ;
+        }
+    }
+    for (i = 0; i < pc_conf->pools->nelts; i++) {
+        pc_pool_t *pl = pc_pools_get(i);
+
+        pl->first_slot = next;
         next += pl->slots;
     }
     pc_conf->total_children = next;
@@ -448,6 +486,14 @@ int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
         return OK;
     }
     wanted = layout_slots(PC_MAX_SERVER_LIMIT);
+    if (wanted > PC_MAX_SERVER_LIMIT) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
+                     "PC0107: ChildPerUserID, AssignUserID and NumServers "
+                     "ask for %d children, more than the %d a server can "
+                     "run: lower the pools' sizes", wanted,
+                     PC_MAX_SERVER_LIMIT);
+        return !OK;
+    }
     if (!pc_conf->server_limit_set) {
         pc_conf->server_limit = wanted > PC_MIN_SERVER_LIMIT
                                 ? wanted : PC_MIN_SERVER_LIMIT;

@@ -178,3 +178,48 @@ def test_orphaned_children_stop(server):
     assert wait_until(lambda: not any(pid_alive(p) for p in children), 15), \
         "orphaned children still alive: %s" % [p for p in children
                                                if pid_alive(p)]
+
+
+FULL = """
+NumServers 1
+ThreadsPerChild 2
+Listen 127.0.0.1:{port_shared}
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+"""
+
+
+def test_graceful_past_server_limit_keeps_every_site(httpd, users):
+    """A graceful restart that asks for more children than the ServerLimit
+    in force (here the implicit 16 of the first start; the new
+    configuration passes its own check, which sizes it anew) gives every
+    pool a share, one child each first: the sites that were served stay
+    served, rather than a new pool (declared first by ChildPerUserID)
+    taking every free slot."""
+    httpd.write_config(FULL)
+    httpd.start()
+    port = httpd.port("shared")
+    for host, name in (("a.test", "pcalice"), ("b.test", "pcbob")):
+        r = http_get(port, CGI, host=host)
+        assert served_as(r, users[name]), (host, r)
+
+    httpd.write_config("ChildPerUserID pccarol pccarol 14\n" + FULL)
+    httpd.graceful()
+    assert wait_until(lambda: "PC0106" in httpd.error_log(), 10), \
+        httpd.error_log()
+    log = httpd.error_log()
+    assert "PC0106: pool pccarol" in log and "gets 13 of its 14" in log, log
+    assert "PC0106: pool pcalice" not in log, log
+    assert "PC0106: pool pcbob" not in log, log
+    for host, name in (("a.test", "pcalice"), ("b.test", "pcbob")):
+        ok = wait_until(lambda: served_as(http_get(port, CGI, host=host),
+                                          users[name]), 15)
+        assert ok, "%s not served by %s after the graceful restart:\n%s" % (
+            host, name, httpd.error_log()[-2000:])
+    httpd.stop()
