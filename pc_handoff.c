@@ -367,7 +367,11 @@ void pc_handoff_child_init(int pool, int way)
                 close(chan_recv[c]);
                 chan_recv[c] = -1;
             }
-            if (!needs_send_end(pool, i) && chan_send[c] >= 0) {
+            /* -X: this process is also the parent, whose sending end
+             * keeps its pool's channel open (closed, the channel would
+             * read as shut down). */
+            if (!needs_send_end(pool, i) && chan_send[c] >= 0
+                && !(pc_one_process && i == pool)) {
                 close(chan_send[c]);
                 chan_send[c] = -1;
             }
@@ -495,6 +499,9 @@ apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out)
     rv = pc_chan_recv(chan, &fd, &hops, buf, PC_CHAN_MAX_PAYLOAD, &len);
     if (rv == EAGAIN) {
         return APR_EAGAIN;
+    }
+    if (rv == EPIPE) {
+        return rv;                  /* shut down: the caller says so */
     }
     if (rv != 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, ap_server_conf,
