@@ -166,8 +166,9 @@ static int refuse_cgid(void)
                  "PC0004: mod_cgid is loaded; its script daemon runs every "
                  "CGI as User, not as the vhost's AssignUserID user.  Use "
                  "mod_cgi with perchild (Debian: 'a2dismod cgid && ln -s "
-                 "../mods-available/cgi.load /etc/apache2/mods-enabled/', "
-                 "since 'a2enmod cgi' picks cgid for threaded MPMs)");
+                 "../mods-available/cgi.load %s/mods-enabled/', "
+                 "since 'a2enmod cgi' picks cgid for threaded MPMs)",
+                 ap_server_root);
     return !OK;
 }
 

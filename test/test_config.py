@@ -190,3 +190,6 @@ def test_mod_cgid_refused(httpd):
     # mod_cgid's daemon would run every CGI as User: the message must point
     # to mod_cgi ("mod_cgi" itself, not only "mod_cgid").
     assert re.search(r"mod_cgi\b", out), out
+    # ... in this server's own configuration tree (ServerRoot), not a fixed
+    # /etc/apache2.
+    assert "<root>/mods-enabled/" in out, out
