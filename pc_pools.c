@@ -22,6 +22,7 @@
  */
 
 #include "perchild.h"
+#include "http_core.h"
 #include "http_log.h"
 #include "http_main.h"
 #include "mpm_common.h"
@@ -284,6 +285,28 @@ const char *pc_pools_label(const pc_pool_t *pool)
     return pool ? pool->label : "-";
 }
 
+/* httpd reads its configuration twice at start: a notice said in the
+ * first pass need not be said again. */
+static int second_startup_pass(void)
+{
+    return ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG
+           && ap_state_query(AP_SQ_CONFIG_GEN) == 0;
+}
+
+static void log_implicit_pool(server_rec *vs, const pc_server_conf_t *sc,
+                              const pc_pool_t *pl, int startup)
+{
+    if (second_startup_pass()) {
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_NOTICE | (startup ? APLOG_STARTUP : 0),
+                 0, vs, "PC0102: AssignUserID %s %s (vhost %s) has no "
+                 "ChildPerUserID: giving it an implicit pool of %d "
+                 "child(ren) (NumServers)", sc->user, sc->group,
+                 vs->server_hostname ? vs->server_hostname : "?",
+                 pl->num_children);
+}
+
 /* Gives every vhost with AssignUserID its pool, creating implicit pools
  * for identities no ChildPerUserID declared. */
 static void assign_vhosts(apr_pool_t *p, server_rec *s, int startup)
@@ -306,13 +329,7 @@ static void assign_vhosts(apr_pool_t *p, server_rec *s, int startup)
             pl->origin = apr_psprintf(p, "AssignUserID in vhost %s:%d",
                                       vs->defn_name ? vs->defn_name : "?",
                                       vs->defn_line_number);
-            ap_log_error(APLOG_MARK, APLOG_NOTICE
-                         | (startup ? APLOG_STARTUP : 0), 0, s,
-                         "PC0102: AssignUserID %s %s (vhost %s) has no "
-                         "ChildPerUserID: giving it an implicit pool of "
-                         "%d child(ren) (NumServers)", sc->user, sc->group,
-                         vs->server_hostname ? vs->server_hostname : "?",
-                         pl->num_children);
+            log_implicit_pool(vs, sc, pl, startup);
         }
         sc->pool = pl->index;
     }
