@@ -95,6 +95,7 @@ static struct {
     pthread_rwlock_t listeners_lock;  /* closing vs accepting */
     int stopfd;                  /* eventfd: wakes every idle worker */
     int ctl[2];                  /* self-pipe: reasons to stop */
+    pid_t pid;                   /* this child (not a fork of it) */
     apr_uint32_t conns_left;     /* MaxConnectionsPerChild countdown */
     int limit_conns;
     ap_pod_t *pod;
@@ -111,12 +112,22 @@ static void clean_child_exit(int code)
     exit(code);
 }
 
-/* Async-signal-safe: the main thread reads the reason from the pipe. */
+/* Async-signal-safe: the main thread reads the reason from the pipe.
+ * A process forked from this child (mod_cgi's, before its exec) runs
+ * this handler too, and still holds the pipe: its SIGTERM (mod_cgi's
+ * cleanup kills a script whose request ended early) must end that
+ * process alone, not tell the child to stop. */
 static void ctl_signal(int sig)
 {
     char c = (sig == SIGTERM) ? 'u' : 'g';
     int saved = errno;
 
+    if (getpid() != child.pid) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        errno = saved;
+        return;
+    }
     if (write(child.ctl[1], &c, 1) == -1) {
         /* Pipe full: a reason is already pending. */
     }
@@ -662,6 +673,7 @@ static void setup_signals(void)
     /* Worker threads inherit a mask with everything blocked, so that
      * SIGTERM reaches the main thread, which turns it into a message. */
     apr_setup_signal_thread();
+    child.pid = getpid();
     apr_signal(SIGTERM, ctl_signal);
     apr_signal(SIGPIPE, SIG_IGN);
     sigemptyset(&set);

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -223,3 +224,35 @@ def test_graceful_past_server_limit_keeps_every_site(httpd, users):
         assert ok, "%s not served by %s after the graceful restart:\n%s" % (
             host, name, httpd.error_log()[-2000:])
     httpd.stop()
+
+
+def test_cgi_killed_before_its_exec_leaves_the_child(server, users):
+    """mod_cgi kills a script whose request ended early (here: the client
+    half-closes in the middle of the body), which can happen before the
+    forked process has run exec: that process still has the child's
+    SIGTERM handler and its stop pipe.  The child must not stop: a
+    request in flight on it is answered, and no child is replaced."""
+    alice = users["pcalice"]
+    port = server.port("pcalice")
+    before = {c.pid for c in server.children()}
+    for attempt in range(3):
+        slow = Slow(port, 2)
+        slow.start()
+        wait_slow_in_flight(server)
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"POST /cgi-bin/hash.cgi HTTP/1.1\r\nHost: a.test\r\n"
+                  b"Content-Length: 900\r\n\r\n" + b"x" * 500)
+        s.shutdown(socket.SHUT_WR)
+        try:
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+        s.close()
+        r = slow.finish()
+        assert served_as(r, alice), "attempt %d: in-flight request lost: " \
+            "%r\n%s" % (attempt, r, server.error_log()[-2000:])
+    assert {c.pid for c in server.children()} == before, \
+        server.error_log()[-3000:]
+    assert "PC0201" not in server.error_log()
+    server.stop()
