@@ -459,6 +459,30 @@ static void log_not_tcp(void)
                  "is not a connected TCP socket");
 }
 
+/* A TCP socket that has no peer and is not listening: a connection the
+ * client reset (or closed) while it was in the channel.  The kernel has
+ * forgotten its address, and no address a record could carry can be
+ * trusted: its request cannot be served under a known client address,
+ * and the client is not there to read an answer. */
+static int reset_in_transit(int fd, apr_status_t rv)
+{
+    int listening = 1;
+    socklen_t len = sizeof(listening);
+
+    return rv == ENOTCONN
+           && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len)
+              == 0
+           && !listening;
+}
+
+static void log_reset_in_transit(const pc_passed_t *passed)
+{
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                 "PC0319: a passed connection's client closed it before "
+                 "this child took it over; its request (%lu bytes read) "
+                 "is dropped", (unsigned long)passed->len);
+}
+
 apr_status_t pc_handoff_wrap(apr_socket_t **sock, pc_passed_t *passed,
                              apr_pool_t *p)
 {
@@ -484,7 +508,12 @@ apr_status_t pc_handoff_wrap(apr_socket_t **sock, pc_passed_t *passed,
         rv = APR_EINVAL;
     }
     if (rv != APR_SUCCESS) {
-        log_not_tcp();
+        if (reset_in_transit(passed->fd, rv)) {
+            log_reset_in_transit(passed);
+        }
+        else {
+            log_not_tcp();
+        }
         apr_socket_close(*sock);
     }
     return rv;

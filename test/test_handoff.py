@@ -1844,3 +1844,33 @@ def test_head_error_answered_by_owner(errdocs, users, bad, status, owner):
         5), (handoff_log(h)[-5:], error_excerpt(h))
     assert not any(e.status == status and e.pid not in owners
                    for e in handoff_log(h)), handoff_log(h)[-5:]
+
+
+def test_client_reset_during_hand_off_is_not_a_bad_record(shared, users):
+    """A client that resets its connection right after a request that must
+    go to another pool: the owner's child finds a TCP socket without a
+    peer.  That is the client leaving (PC0319, info), not a malformed
+    record (PC0312, warning); the child stays and serves on."""
+    h = shared
+    port = h.port("shared")
+    mark = len(h.error_log())
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(get_req(ID, "a.test"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(65536)
+            assert chunk, "no answer for a.test"
+            head += chunk
+        time.sleep(0.2)
+        s.sendall(get_req(ID, "b.test"))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                     struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(1)
+    log = h.error_log()[mark:]
+    assert "PC0312" not in log, log[-2000:]
+    assert "PC0319" in log, "no reset reached an owner's child:\n" + \
+        log[-2000:]
+    r = http_get(port, ID, host="b.test")
+    assert verdict(r, "b.test", users) is None, r
