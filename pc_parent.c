@@ -217,19 +217,28 @@ static void note_child_killed(int slot, pid_t pid, ap_generation_t gen)
     }
 }
 
-static void note_child_started(int slot, pid_t pid)
+/* What a slot held before a new child was forked into it.  Taken
+ * before the fork: the new child's threads write the slot's generation
+ * (httpd's scoreboard does, as each becomes ready), possibly before the
+ * parent looks again. */
+typedef struct {
+    pid_t pid;
+    ap_generation_t generation;
+} slot_before_t;
+
+static void note_child_started(int slot, pid_t pid, const slot_before_t *old)
 {
     ap_generation_t gen = pc_retained->mpm->my_generation;
     process_score *ps = &ap_scoreboard_image->parent[slot];
 
-    if (ps->pid != 0) {
+    if (old->pid != 0) {
         /* An old generation's child still finishes its requests in this
          * slot: remember it so that stop can still reap it. */
-        ap_run_child_status(ap_server_conf, ps->pid, ps->generation, slot,
+        ap_run_child_status(ap_server_conf, old->pid, old->generation, slot,
                             MPM_CHILD_LOST_SLOT);
-        ap_register_extra_mpm_process(ps->pid, ps->generation);
-        lost_remember(ps->pid, pc_retained->slot_labels[slot]
-                               ? pc_retained->slot_labels[slot] : "?");
+        ap_register_extra_mpm_process(old->pid, old->generation);
+        lost_remember(old->pid, pc_retained->slot_labels[slot]
+                                ? pc_retained->slot_labels[slot] : "?");
     }
     ps->pid = pid;
     ps->generation = gen;
@@ -260,13 +269,16 @@ static void signal_children(ap_podx_restart_t mode)
 static int make_child(server_rec *s, int slot)
 {
     int pool = pc_pools_pool_of_slot(slot);
+    slot_before_t old;
     pid_t pid;
 
     if (slot + 1 > pc_retained->max_daemons_limit) {
         pc_retained->max_daemons_limit = slot + 1;
     }
+    old.pid = ap_scoreboard_image->parent[slot].pid;
+    old.generation = ap_scoreboard_image->parent[slot].generation;
     if (pc_one_process) {
-        note_child_started(slot, getpid());
+        note_child_started(slot, getpid(), &old);
         pc_child_main(slot, pool);
     }
     pid = fork();
@@ -282,7 +294,7 @@ static int make_child(server_rec *s, int slot)
         pc_child_main(slot, pool);
     }
     slot_started[slot] = apr_time_now();
-    note_child_started(slot, pid);
+    note_child_started(slot, pid, &old);
     return 0;
 }
 

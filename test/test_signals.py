@@ -256,3 +256,24 @@ def test_cgi_killed_before_its_exec_leaves_the_child(server, users):
         server.error_log()[-3000:]
     assert "PC0201" not in server.error_log()
     server.stop()
+
+
+def test_repeated_graceful_restarts_keep_generations_straight(server):
+    """Each child's 'stopped' line names the generation it was started
+    in, and httpd's own generation bookkeeping never loses one (AH00546).
+    The slot a new child takes is read before the fork: the child's
+    threads write the slot's generation as soon as they run."""
+    for _ in range(10):
+        server.graceful()
+        time.sleep(0.3)
+    gen = server.graceful()
+    assert wait_until(lambda: all(s[2] == gen for s in server.started()
+                                  if s[1] in {c.pid for c in
+                                              server.children()}), 20)
+    time.sleep(1)
+    born = {pid: g for _, pid, g, _ in server.started()}
+    wrong = [(pid, born.get(pid), g) for _, pid, g, _ in server.stopped()
+             if born.get(pid) != g]
+    assert not wrong, "(pid, started in gen, stopped as gen): %s" % wrong
+    assert "AH00546" not in server.error_log(), server.error_log()[-3000:]
+    server.stop()
