@@ -653,6 +653,9 @@ static void stop_threads(int graceful, apr_thread_t **threads)
     close_listeners();
     pthread_rwlock_unlock(&child.listeners_lock);
     wake_all_workers();
+    /* Modules with idle connections of their own (mod_http2's sessions)
+     * end them now, as under worker, not at their keep-alive timeout. */
+    ap_run_child_stopping(child.pchild, graceful);
 
     for (i = 0; !graceful && i < pc_conf->threads_per_child; i++) {
         int fd = child.table[i].busy_fd;

@@ -15,13 +15,21 @@ The raw HTTP/2 client is python3-h2 (its own HPACK encoder); curl uses
 nghttp2's.
 """
 
+import socket
 import time
 
 import pytest
 
 pytest.importorskip("h2.connection")
 
-from h2client import h2_after_server_settings, h2_requests  # noqa: E402
+import h2.config  # noqa: E402
+import h2.connection  # noqa: E402
+import h2.events  # noqa: E402
+import hpack  # noqa: E402
+from hyperframe.frame import HeadersFrame  # noqa: E402
+
+from h2client import (h2_after_server_settings, h2_requests,  # noqa: E402
+                      read_response)
 from pchelpers import (DISPATCH_USER, RawConnection, curl_id,  # noqa: E402
                        wait_until)
 
@@ -193,3 +201,64 @@ def test_h2c_client_waiting_for_server_settings(h2c, users):
             else:
                 assert status == 421 and uid_of(body) is None, \
                     (host, answers, h2c.error_log()[-2000:])
+
+
+def test_idle_h2_connection_ends_at_graceful_restart(httpd, users):
+    """A graceful restart tells mod_http2 the child is stopping (httpd's
+    child_stopping hook), as worker does: an idle HTTP/2 session gets
+    its GOAWAY notice at once, a stream the client opens after it is
+    refused (GOAWAY, last stream 1) and the connection closed, so the old
+    child leaves instead of serving on in the old generation."""
+    httpd.write_config(CONF.replace("{dispatch}", "KeepAliveTimeout 30"),
+                       modules=MODULES)
+    httpd.start(wait_ports=[])
+    port = httpd.port("h2c")
+    assert wait_until(lambda: curl(port, "a.test")[0] == "200", 20)
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
+        client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+
+    headers = [(":method", "GET"), (":scheme", "http"),
+               (":authority", "a.test:%d" % port),
+               (":path", "/cgi-bin/id.cgi")]
+    pending = bytearray()
+
+    def goaway(s):
+        """The next GOAWAY's last stream id (raw frames: python3-h2 takes
+        no frames once it has seen one), or 'closed'."""
+        while True:
+            while len(pending) >= 9:
+                size = int.from_bytes(pending[:3], "big")
+                if len(pending) < 9 + size:
+                    break
+                kind, payload = pending[3], bytes(pending[9:9 + size])
+                del pending[:9 + size]
+                if kind == 7:
+                    return int.from_bytes(payload[:4], "big") & 0x7fffffff
+            chunk = s.recv(65536)
+            if not chunk:
+                return "closed"
+            pending.extend(chunk)
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, headers, end_stream=True)
+        s.sendall(conn.data_to_send())
+        status, body = read_response(s, conn, sid)
+        assert status == 200 and uid_of(body) == users["pcalice"].uid, body
+        old = {c.pid for c in httpd.children()}
+        httpd.graceful()
+        s.settimeout(5)
+        assert goaway(s) == 2 ** 31 - 1, "no GOAWAY notice"
+        # A new stream after the notice (a fresh encoder: literals that
+        # the server's decoder takes whatever its table holds).
+        frame = HeadersFrame(sid + 2)
+        frame.data = hpack.Encoder().encode(headers)
+        frame.flags.add("END_HEADERS")
+        frame.flags.add("END_STREAM")
+        s.sendall(frame.serialize())
+        assert goaway(s) == 1, "the stream after the notice was taken"
+        assert goaway(s) == "closed", "not closed after the last GOAWAY"
+    assert wait_until(lambda: not old & {c.pid for c in httpd.children()},
+                      10), "old children still running"
+    httpd.stop()
