@@ -1630,8 +1630,15 @@ static apr_size_t peek_tls_record(ap_filter_t *f, apr_bucket_brigade *bb,
 {
     apr_size_t need;
 
-    if (len < skip + 5 || (unsigned char)buf[skip] != 22) {
-        return len;
+    if ((unsigned char)buf[skip] != 22) {
+        return len;               /* not a handshake record */
+    }
+    if (len < skip + 5) {
+        /* Even the record's header came in pieces. */
+        len = peek_until(f, bb, buf, PC_SNI_PEEK, len, skip + 5, lk);
+        if (len < skip + 5) {
+            return len;
+        }
     }
     need = skip + 5 + (((unsigned char)buf[skip + 3] << 8)
                        | (unsigned char)buf[skip + 4]);
