@@ -195,18 +195,42 @@ static const char *lost_label(pid_t pid, int forget)
     return label ? label : "?";
 }
 
-static void note_child_killed(int slot, pid_t pid, ap_generation_t gen)
+/* A child that still had its slot is gone: its threads' entries are
+ * dead (server-status shows a slot no new child took as empty, not as
+ * 'G' for good). */
+static void note_slot_child_killed(int slot)
 {
-    if (slot != -1) {
-        process_score *ps = &ap_scoreboard_image->parent[slot];
+    process_score *ps = &ap_scoreboard_image->parent[slot];
+    int t;
 
+    if (ps->generation == pc_retained->mpm->my_generation) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
                      "PC0201: Child %d stopped: pid %" APR_PID_T_FMT
                      ", gen %d, pool %s", slot, ps->pid,
                      (int)ps->generation, slot_label(slot));
-        ap_run_child_status(ap_server_conf, ps->pid, ps->generation, slot,
-                            MPM_CHILD_EXITED);
-        ps->pid = 0;
+    }
+    else {
+        /* Its pool is the one the slot had then, not the one the slot
+         * may have (or not have) in this generation's layout. */
+        const char *label = pc_retained->slot_labels[slot];
+
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                     "PC0202: Child stopped: pid %" APR_PID_T_FMT
+                     ", gen %d, pool %s (previous generation)", ps->pid,
+                     (int)ps->generation, label ? label : "?");
+    }
+    ap_run_child_status(ap_server_conf, ps->pid, ps->generation, slot,
+                        MPM_CHILD_EXITED);
+    for (t = 0; t < pc_conf->thread_limit; t++) {
+        ap_update_child_status_from_indexes(slot, t, SERVER_DEAD, NULL);
+    }
+    ps->pid = 0;
+}
+
+static void note_child_killed(int slot, pid_t pid, ap_generation_t gen)
+{
+    if (slot != -1) {
+        note_slot_child_killed(slot);
     }
     else {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
@@ -347,12 +371,8 @@ static void child_died(int slot, int processed, int status,
                        apr_exit_why_e why)
 {
     int pool = pc_pools_pool_of_slot(slot);
-    int t;
     apr_time_t now = apr_time_now();
 
-    for (t = 0; t < pc_conf->thread_limit; t++) {
-        ap_update_child_status_from_indexes(slot, t, SERVER_DEAD, NULL);
-    }
     note_child_killed(slot, 0, 0);
     if (pool < 0) {
         return;
@@ -471,9 +491,17 @@ static void stop_graceful(void)
 {
     apr_time_t cutoff = 0;
 
-    /* No connection may wait in an accept queue nobody will serve. */
+    int i;
+
+    /* No connection may wait in an accept queue nobody will serve, nor
+     * in a channel: a request on a kept-alive connection for another
+     * pool gets 503 from the child that has it (the owner's idle workers
+     * are leaving). */
     ap_close_listeners();
     pc_pools_close_buckets();
+    for (i = 0; i < pc_conf->pools->nelts; i++) {
+        set_pool_down(i, 1);
+    }
     signal_children(AP_MPM_PODX_GRACEFUL);
     ap_relieve_child_processes(note_child_killed);
     if (ap_graceful_shutdown_timeout) {
@@ -531,11 +559,13 @@ int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)
         return DONE;
     }
     if (mpm->shutdown_pending) {
+        /* As worker: the pid file goes first, so that a new server can
+         * start while this one's children finish. */
+        ap_remove_pid(pconf, ap_pid_fname);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
                      "PC0210: caught " AP_SIG_GRACEFUL_STOP_STRING
                      ", shutting down gracefully");
         stop_graceful();
-        ap_remove_pid(pconf, ap_pid_fname);
         return DONE;
     }
     if (pc_one_process) {

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from pchelpers import all_pids, cmdline, http_get, pid_alive, wait_until
+from pchelpers import (RawConnection, all_pids, cmdline, http_get, pid_alive,
+                       raw_request, wait_until)
 
 CGI = "/cgi-bin/id.cgi"
 
@@ -277,3 +278,55 @@ def test_repeated_graceful_restarts_keep_generations_straight(server):
     assert not wrong, "(pid, started in gen, stopped as gen): %s" % wrong
     assert "AH00546" not in server.error_log(), server.error_log()[-3000:]
     server.stop()
+
+
+SHARED = """
+NumServers 1
+ThreadsPerChild 4
+GracefulShutdownTimeout 15
+Listen 127.0.0.1:{port_shared}
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+"""
+
+
+def test_graceful_stop_with_kept_alive_connection_switching(httpd, users):
+    """-k graceful-stop while a slow request keeps alice's child busy and
+    a kept-alive connection sits in bob's child: the pid file goes at
+    once (as under worker: a new server may start), and that
+    connection's next request, for alice's vhost, gets a prompt answer
+    (503, the owner's children are stopping) rather than waiting in a
+    channel nobody reads until the children exit."""
+    httpd.write_config(SHARED)
+    httpd.start()
+    port = httpd.port("shared")
+    pid = httpd.pid
+    for host, name in (("a.test", "pcalice"), ("b.test", "pcbob")):
+        assert wait_until(lambda: served_as(http_get(port, CGI, host=host),
+                                            users[name]), 15)
+    slow = threading.Thread(target=http_get, daemon=True, kwargs=dict(
+        port=port, path=CGI + "?sleep=6", host="a.test", timeout=20))
+    slow.start()
+    wait_slow_in_flight(httpd)
+    conn = RawConnection(port, timeout=10)
+    r = conn.request(raw_request("GET", CGI, "b.test"))
+    assert r.status == 200, r
+    rc, out = httpd.apache2("-k", "graceful-stop")
+    assert rc == 0, out
+    assert wait_until(lambda: not httpd.pidfile.exists(), 3), \
+        "pid file still there during graceful-stop"
+    assert pid_alive(pid), "the parent should wait for the slow request"
+    t0 = time.monotonic()
+    r = conn.request(raw_request("GET", CGI, "a.test"))
+    took = time.monotonic() - t0
+    assert r.status in (503, None) or served_as(r, users["pcalice"]), r
+    assert r.status is not None, "no answer: %r" % (r,)
+    assert took < 3, "answered after %.1f s" % took
+    slow.join(20)
+    assert wait_until(lambda: not pid_alive(pid), 20)
