@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pchelpers import (RawConnection, all_pids, cmdline, http_get, pid_alive,
-                       raw_request, wait_until)
+from pchelpers import (BASE_MODULES, RawConnection, all_pids, cmdline,
+                       http_get, pid_alive, raw_request, wait_until)
 
 CGI = "/cgi-bin/id.cgi"
 
@@ -330,3 +330,31 @@ def test_graceful_stop_with_kept_alive_connection_switching(httpd, users):
     assert took < 3, "answered after %.1f s" % took
     slow.join(20)
     assert wait_until(lambda: not pid_alive(pid), 20)
+
+
+def test_graceful_restart_to_fewer_slots_frees_them(httpd, users):
+    """A graceful restart that gives a pool fewer children: the old child
+    of a slot the new layout no longer uses is logged as a previous
+    generation's child of its own pool (not 'pool -'), and the slot's
+    threads show as dead in server-status, not as finishing ('G')."""
+    body = SHARED.replace("NumServers 1", "ChildPerUserID pcalice pcalice 2")
+    status = ("<Location /server-status>\n    SetHandler server-status\n"
+              "</Location>\n")
+    modules = BASE_MODULES + ("status",)
+    httpd.write_config(body + status, modules=modules)
+    httpd.start()
+    old = {c.pid for c in httpd.children()}
+    httpd.write_config(body.replace("pcalice pcalice 2", "pcalice pcalice 1")
+                       + status, modules=modules)
+    httpd.graceful()
+    # Reaped and logged (a zombie is no longer among the children).
+    assert wait_until(lambda: old <= {s[1] for s in httpd.stopped()}, 20), \
+        httpd.error_log()[-3000:]
+    stopped = [s for s in httpd.stopped() if s[1] in old]
+    assert stopped and all(s[3] != "-" for s in stopped), stopped
+    port = httpd.port("shared")
+    r = http_get(port, "/server-status?auto", host="127.0.0.1")
+    assert r.status == 200, r
+    board = [l for l in r.body.splitlines() if l.startswith("Scoreboard:")]
+    assert board and "G" not in board[0], board
+    httpd.stop()
