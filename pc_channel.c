@@ -30,6 +30,7 @@
 #include "pc_channel.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -202,6 +203,19 @@ static int single_fd(struct msghdr *msg)
     return fd;
 }
 
+/* The kernel cuts the control data short, dropping the descriptor, when
+ * the receiver has no descriptor free to put it in: is that why? */
+static int out_of_descriptors(int chan)
+{
+    int spare = fcntl(chan, F_DUPFD_CLOEXEC, 0);
+
+    if (spare >= 0) {
+        close(spare);
+        return 0;
+    }
+    return errno == EMFILE || errno == ENFILE;
+}
+
 static int header_ok(const pc_chan_hdr_t *hdr, size_t got)
 {
     return got >= sizeof(*hdr)
@@ -267,9 +281,12 @@ int pc_chan_recv(int chan, int *fd, unsigned *hops, char *buf,
     if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
         || !header_ok(&hdr, (size_t)n)
         || (*fd = single_fd(&msg)) == -1) {
+        int lost = (msg.msg_flags & MSG_CTRUNC) && single_fd(&msg) == -1
+                   && out_of_descriptors(chan);
+
         close_all_fds(&msg);
         *fd = -1;
-        return EPROTO;
+        return lost ? EMFILE : EPROTO;
     }
     *hops = hdr.hops;
     *len = hdr.len;

@@ -532,6 +532,13 @@ apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out)
     if (rv == EPIPE) {
         return rv;                  /* shut down: the caller says so */
     }
+    if (rv == EMFILE) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, ap_server_conf,
+                     "PC0320: a passed connection was lost: this child "
+                     "had no descriptor free to take it (raise the open "
+                     "files limit, ulimit -n / LimitNOFILE)");
+        return rv;
+    }
     if (rv != 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, ap_server_conf,
                      "PC0311: refused a malformed hand-off record");

@@ -1082,7 +1082,8 @@ static void ctrunc_wait(int up, int down, int what)
  *
  * Queued: A (one descriptor), C (two descriptors, raw), B (one).
  *  - A with no descriptor number left: the kernel drops the descriptor
- *    and sets MSG_CTRUNC;
+ *    and sets MSG_CTRUNC; pc_chan_recv says EMFILE (the record was
+ *    well-formed, the receiver is out of descriptors);
  *  - C with one number left: one of its two descriptors is installed,
  *    the other dropped, MSG_CTRUNC set: what arrives looks like a
  *    record with one descriptor, and only MSG_CTRUNC tells;
@@ -1139,7 +1140,7 @@ static void test_ctrunc_out_of_fds(void)
             close(d);
         }
         rv = pc_chan_recv(sv[0], &fd, &hops, buf, sizeof(buf), &len);
-        CHECK_RV(rv, EPROTO);
+        CHECK_RV(rv, EMFILE);
         CHECK_INT(fd, ==, -1);
         if (rv == 0 && fd >= 0) {
             close(fd);
