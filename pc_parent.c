@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #ifndef F_SEAL_FUTURE_WRITE
@@ -133,6 +134,72 @@ int pc_parent_child_init(void)
     return 0;
 }
 
+/* At a restart: the previous generation's children keep reading its
+ * pool-state page.  Keep the parent's writable mapping of it, and the
+ * identities of its pools, past the configuration's end. */
+static void keep_old_pool_state(void)
+{
+    int i, n = pc_conf->pools->nelts;
+
+    if (pool_down == NULL || pc_retained->old_down != NULL) {
+        return;
+    }
+    pc_retained->old_uids = malloc(n * sizeof(uid_t));
+    pc_retained->old_gids = malloc(n * sizeof(gid_t));
+    if (pc_retained->old_uids == NULL || pc_retained->old_gids == NULL) {
+        free(pc_retained->old_uids);
+        free(pc_retained->old_gids);
+        pc_retained->old_uids = NULL;
+        pc_retained->old_gids = NULL;
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        pc_retained->old_uids[i] = pc_pools_get(i)->uid;
+        pc_retained->old_gids[i] = pc_pools_get(i)->gid;
+    }
+    pc_retained->old_npools = n;
+    pc_retained->old_down = pool_down;
+    pc_retained->old_down_len = pool_down_len;
+    pool_down = NULL;             /* pconf's cleanup leaves it mapped */
+}
+
+static int identity_kept(uid_t uid, gid_t gid)
+{
+    int i;
+
+    for (i = 0; i < pc_conf->pools->nelts; i++) {
+        if (pc_pools_get(i)->uid == uid && pc_pools_get(i)->gid == gid) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* With the new configuration read: the previous generation's children
+ * see the pools the restart removed as down, so a request they read
+ * for one of them gets 503 at once rather than going into a channel
+ * whose last readers are leaving. */
+static void retire_gone_pools(void)
+{
+    int i;
+
+    if (pc_retained->old_down == NULL) {
+        return;
+    }
+    for (i = 0; i < pc_retained->old_npools; i++) {
+        if (!identity_kept(pc_retained->old_uids[i],
+                           pc_retained->old_gids[i])) {
+            apr_atomic_set32(&pc_retained->old_down[i], 1);
+        }
+    }
+    munmap((void *)pc_retained->old_down, pc_retained->old_down_len);
+    free(pc_retained->old_uids);
+    free(pc_retained->old_gids);
+    pc_retained->old_down = NULL;
+    pc_retained->old_uids = NULL;
+    pc_retained->old_gids = NULL;
+}
+
 static void ensure_pool_state(void)
 {
     int n = pc_conf->pools->nelts;
@@ -150,6 +217,7 @@ static void ensure_pool_state(void)
                                          * sizeof(apr_time_t));
     pool_disabled = apr_pcalloc(pc_pconf, n * sizeof(int));
     map_pool_down(n);       /* unmapped with pconf, at the generation's end */
+    retire_gone_pools();
 }
 
 static const char *slot_label(int slot)
@@ -572,6 +640,7 @@ int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)
         return DONE;
     }
 
+    keep_old_pool_state();
     ++mpm->my_generation;
     ap_scoreboard_image->global->running_generation = mpm->my_generation;
     if (!mpm->is_ungraceful) {

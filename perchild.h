@@ -113,6 +113,14 @@ typedef struct pc_retained_t {
     ap_listen_rec **buckets;      /*   buckets 1.. (ListenCoresBuckets- */
     int nbuckets;                 /*   Ratio), kept across graceful */
     const char *bucket_sig;       /*   restarts; which listeners */
+    /* Parent, across a restart: the previous generation's pool-state
+     * mapping and its pools' identities, until the new configuration
+     * says which of them are gone (pc_parent.c: retire_gone_pools). */
+    volatile apr_uint32_t *old_down;
+    apr_size_t old_down_len;
+    int old_npools;
+    uid_t *old_uids;
+    gid_t *old_gids;
 } pc_retained_t;
 
 extern module AP_MODULE_DECLARE_DATA mpm_perchild_module;

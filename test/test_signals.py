@@ -358,3 +358,51 @@ def test_graceful_restart_to_fewer_slots_frees_them(httpd, users):
     board = [l for l in r.body.splitlines() if l.startswith("Scoreboard:")]
     assert board and "G" not in board[0], board
     httpd.stop()
+
+
+REMOVED = SHARED.replace("NumServers 1", "NumServers 1\n"
+                         "ChildPerUserID pccarol pccarol 1") + """
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName c.test
+    AssignUserID pccarol pccarol
+</VirtualHost>
+"""
+
+
+def test_graceful_restart_removing_a_pool(httpd, users):
+    """A graceful restart that removes a pool (c.test moves from pccarol
+    to pcbob): a kept-alive connection held by an old child, whose next
+    request is for c.test, gets an answer at once (503: the old child
+    knows pccarol's pool is gone; the client's next connection is
+    served by the new owner), never a silent close, never pccarol."""
+    httpd.write_config(REMOVED)
+    httpd.start()
+    port = httpd.port("shared")
+    for host, name in (("a.test", "pcalice"), ("c.test", "pccarol")):
+        assert wait_until(lambda: served_as(http_get(port, CGI, host=host),
+                                            users[name]), 15)
+    conn = RawConnection(port, timeout=10)
+    r = conn.request(raw_request("GET", CGI, "a.test"))
+    assert served_as(r, users["pcalice"]), r
+    # A kept-alive connection keeps pccarol's old child alive past the
+    # restart, its idle workers gone: its channel has a reader that
+    # takes nothing.
+    held = RawConnection(port, timeout=10)
+    r = held.request(raw_request("GET", CGI, "c.test"))
+    assert served_as(r, users["pccarol"]), r
+    httpd.write_config(SHARED + """
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName c.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+""")
+    httpd.graceful()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    r = conn.request(raw_request("GET", CGI, "c.test"))
+    took = time.monotonic() - t0
+    assert r.status is not None, "no answer: %r" % (r,)
+    assert r.status == 503 or served_as(r, users["pcbob"]), r
+    assert took < 3, "answered after %.1f s" % took
+    assert served_as(http_get(port, CGI, host="c.test"), users["pcbob"])
+    httpd.stop()
