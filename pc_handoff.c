@@ -459,19 +459,24 @@ static void log_not_tcp(void)
                  "is not a connected TCP socket");
 }
 
-/* A TCP socket that has no peer and is not listening: a connection the
- * client reset (or closed) while it was in the channel.  The kernel has
+/* A TCP socket that has no peer, is bound to a port and is not
+ * listening: a connection the client reset (or closed) while it was in
+ * the channel (one never connected has no port).  The kernel has
  * forgotten its address, and no address a record could carry can be
  * trusted: its request cannot be served under a known client address,
  * and the client is not there to read an answer. */
-static int reset_in_transit(int fd, apr_status_t rv)
+static int reset_in_transit(const pc_passed_t *passed, apr_status_t rv)
 {
-    int listening = 1;
+    const struct sockaddr_storage *ss = &passed->local;
+    int listening = 1, port;
     socklen_t len = sizeof(listening);
 
-    return rv == ENOTCONN
-           && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len)
-              == 0
+    port = ss->ss_family == AF_INET
+           ? ((const struct sockaddr_in *)ss)->sin_port
+           : ((const struct sockaddr_in6 *)ss)->sin6_port;
+    return rv == ENOTCONN && port != 0
+           && getsockopt(passed->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening,
+                         &len) == 0
            && !listening;
 }
 
@@ -508,7 +513,7 @@ apr_status_t pc_handoff_wrap(apr_socket_t **sock, pc_passed_t *passed,
         rv = APR_EINVAL;
     }
     if (rv != APR_SUCCESS) {
-        if (reset_in_transit(passed->fd, rv)) {
+        if (reset_in_transit(passed, rv)) {
             log_reset_in_transit(passed);
         }
         else {

@@ -559,17 +559,9 @@ static void stop_graceful(void)
 {
     apr_time_t cutoff = 0;
 
-    int i;
-
-    /* No connection may wait in an accept queue nobody will serve, nor
-     * in a channel: a request on a kept-alive connection for another
-     * pool gets 503 from the child that has it (the owner's idle workers
-     * are leaving). */
+    /* No connection may wait in an accept queue nobody will serve. */
     ap_close_listeners();
     pc_pools_close_buckets();
-    for (i = 0; i < pc_conf->pools->nelts; i++) {
-        set_pool_down(i, 1);
-    }
     signal_children(AP_MPM_PODX_GRACEFUL);
     ap_relieve_child_processes(note_child_killed);
     if (ap_graceful_shutdown_timeout) {
@@ -627,8 +619,16 @@ int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)
         return DONE;
     }
     if (mpm->shutdown_pending) {
-        /* As worker: the pid file goes first, so that a new server can
-         * start while this one's children finish. */
+        int i;
+
+        /* Nor may one wait in a channel: a request on a kept-alive
+         * connection for another pool gets 503 from the child that has
+         * it (the owner's idle workers are leaving).  Then, as worker,
+         * the pid file goes, so that a new server can start while this
+         * one's children finish. */
+        for (i = 0; i < pc_conf->pools->nelts; i++) {
+            set_pool_down(i, 1);
+        }
         ap_remove_pid(pconf, ap_pid_fname);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
                      "PC0210: caught " AP_SIG_GRACEFUL_STOP_STRING

@@ -317,6 +317,10 @@ def test_graceful_stop_with_kept_alive_connection_switching(httpd, users):
     conn = RawConnection(port, timeout=10)
     r = conn.request(raw_request("GET", CGI, "b.test"))
     assert r.status == 200, r
+    # Until bob's worker waits for the next request: one still winding
+    # the last one down when the stop comes closes the connection (as
+    # worker does).
+    time.sleep(0.5)
     rc, out = httpd.apache2("-k", "graceful-stop")
     assert rc == 0, out
     assert wait_until(lambda: not httpd.pidfile.exists(), 3), \
@@ -390,6 +394,7 @@ def test_graceful_restart_removing_a_pool(httpd, users):
     held = RawConnection(port, timeout=10)
     r = held.request(raw_request("GET", CGI, "c.test"))
     assert served_as(r, users["pccarol"]), r
+    time.sleep(0.5)             # both workers wait for a next request
     httpd.write_config(SHARED + """
 <VirtualHost 127.0.0.1:{port_shared}>
     ServerName c.test
