@@ -182,9 +182,12 @@ def test_orphaned_children_stop(server):
                                                if pid_alive(p)]
 
 
-FULL = """
+
+
+SHARED = """
 NumServers 1
-ThreadsPerChild 2
+ThreadsPerChild 4
+GracefulShutdownTimeout 15
 Listen 127.0.0.1:{port_shared}
 <VirtualHost 127.0.0.1:{port_shared}>
     ServerName a.test
@@ -204,14 +207,14 @@ def test_graceful_past_server_limit_keeps_every_site(httpd, users):
     pool a share, one child each first: the sites that were served stay
     served, rather than a new pool (declared first by ChildPerUserID)
     taking every free slot."""
-    httpd.write_config(FULL)
+    httpd.write_config(SHARED)
     httpd.start()
     port = httpd.port("shared")
     for host, name in (("a.test", "pcalice"), ("b.test", "pcbob")):
         r = http_get(port, CGI, host=host)
         assert served_as(r, users[name]), (host, r)
 
-    httpd.write_config("ChildPerUserID pccarol pccarol 14\n" + FULL)
+    httpd.write_config("ChildPerUserID pccarol pccarol 14\n" + SHARED)
     httpd.graceful()
     assert wait_until(lambda: "PC0106" in httpd.error_log(), 10), \
         httpd.error_log()
@@ -280,20 +283,6 @@ def test_repeated_graceful_restarts_keep_generations_straight(server):
     server.stop()
 
 
-SHARED = """
-NumServers 1
-ThreadsPerChild 4
-GracefulShutdownTimeout 15
-Listen 127.0.0.1:{port_shared}
-<VirtualHost 127.0.0.1:{port_shared}>
-    ServerName a.test
-    AssignUserID pcalice pcalice
-</VirtualHost>
-<VirtualHost 127.0.0.1:{port_shared}>
-    ServerName b.test
-    AssignUserID pcbob pcbob
-</VirtualHost>
-"""
 
 
 def test_graceful_stop_with_kept_alive_connection_switching(httpd, users):
