@@ -621,11 +621,11 @@ int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)
     if (mpm->shutdown_pending) {
         int i;
 
-        /* Nor may one wait in a channel: a request on a kept-alive
-         * connection for another pool gets 503 from the child that has
-         * it (the owner's idle workers are leaving).  Then, as worker,
-         * the pid file goes, so that a new server can start while this
-         * one's children finish. */
+        /* No connection may wait in a channel nobody will take it
+         * from: a request on a kept-alive connection for another pool
+         * gets 503 from the child that has it (the owner's idle workers
+         * are leaving).  Then, as worker, the pid file goes, so that a
+         * new server can start while this one's children finish. */
         for (i = 0; i < pc_conf->pools->nelts; i++) {
             set_pool_down(i, 1);
         }
