@@ -513,6 +513,33 @@ static void reap_one(apr_proc_t *pid, apr_exit_why_e why, int status)
 #endif
 }
 
+/* httpd's ap_wait_or_timeout, with a tenth of its one-second sleep: a
+ * pool of one child (most tenants of a shared host) has no other child
+ * to serve it while its child is replaced (MaxConnectionsPerChild, a
+ * crash), and its connections wait in the channel meanwhile.  Monitor
+ * hooks still run about every ten seconds. */
+#define PC_WAIT_TICK apr_time_from_msec(100)
+#define PC_MONITOR_TICKS 100
+
+static void wait_or_timeout(apr_exit_why_e *why, int *status,
+                            apr_proc_t *ret)
+{
+    static int ticks;
+    apr_status_t rv;
+
+    if (++ticks >= PC_MONITOR_TICKS) {
+        ticks = 0;
+        ap_run_monitor(pc_pconf, ap_server_conf);
+    }
+    rv = apr_proc_wait_all_procs(ret, status, why, APR_NOWAIT, pc_pconf);
+    ap_update_global_status();
+    if (APR_STATUS_IS_CHILD_DONE(rv)) {
+        return;
+    }
+    apr_sleep(PC_WAIT_TICK);
+    ret->pid = -1;
+}
+
 static void server_main_loop(server_rec *s)
 {
     apr_exit_why_e why;
@@ -521,7 +548,7 @@ static void server_main_loop(server_rec *s)
 
     while (!pc_retained->mpm->restart_pending
            && !pc_retained->mpm->shutdown_pending) {
-        ap_wait_or_timeout(&why, &status, &pid, pc_pconf, ap_server_conf);
+        wait_or_timeout(&why, &status, &pid);
         if (pid.pid != -1) {
             reap_one(&pid, why, status);
             if (pc_retained->mpm->restart_pending

@@ -2,6 +2,7 @@
 
 import select
 import socket
+import time
 from collections import Counter
 
 from pchelpers import (DEFAULT_USER, KeepAliveClient, Proc, http_get,
@@ -106,6 +107,36 @@ Listen 127.0.0.1:{port_pcalice}
     assert first[0] not in {c.pid for c in httpd.children()}, \
         "the first child is still running after %d connections" % \
         served_by[first[0]]
+    httpd.stop()
+
+
+def test_one_child_pool_replaced_without_a_second_gap(httpd, users):
+    """A pool of one child (most tenants) has nothing else to serve it
+    while MaxConnectionsPerChild replaces its child: the parent notices
+    the exit within a tenth of a second, not httpd's one-second tick.
+    40 requests, a replacement every 5: about 0.7 s in all, where
+    one-second ticks made it about 7 s.  (The bound is loose on purpose:
+    it tells the two apart on a loaded machine.)"""
+    httpd.write_config("""
+NumServers 1
+ThreadsPerChild 2
+MaxConnectionsPerChild 5
+ChildPerUserID pcalice pcalice
+Listen 127.0.0.1:{port_pcalice}
+<VirtualHost 127.0.0.1:{port_pcalice}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+""")
+    httpd.start()
+    port = httpd.port("pcalice")
+    t0 = time.monotonic()
+    for _ in range(40):
+        r = http_get(port, "/", host="a.test")
+        assert r.status is not None, r
+    took = time.monotonic() - t0
+    assert took < 4, "40 requests over 7 child replacements took %.1f s" \
+        % took
     httpd.stop()
 
 
