@@ -1161,6 +1161,15 @@ def down(httpd_factory, module):
                             % QUEUE_TIMEOUT)
 
 
+@pytest.fixture(scope="module")
+def down_unwatched(httpd_factory, module):
+    """The same, with the stall watch off (PerchildQueueTimeout 0): the
+    queue's own bound is all there is, however long the pool stays
+    stopped."""
+    yield from serve_vhosts(httpd_factory, module, "pooldown-unwatched",
+                            VHOSTS + "PerchildQueueTimeout 0\n")
+
+
 class Stopped:
     """SIGSTOPs every child of a pool; SIGCONT on exit, whatever
     happens."""
@@ -1351,12 +1360,14 @@ FLOOD_MAX = 8000
 FLOOD_TIME = 60
 
 
-def test_owner_channel_full_503(down, users):
+def test_owner_channel_full_503(down_unwatched, users):
     """pccarol's child stopped, clients keep asking c.test: a bounded
     number of records queue in pccarol's channel; from then on senders
     answer 503 with Retry-After at once (PC0301 "down or overloaded").
     After SIGCONT every queued connection is served by pccarol: none is
-    lost, none is served by another pool."""
+    lost, none is served by another pool.  (The stall watch is off here:
+    it would answer the queued ones once they waited its timeout.)"""
+    down = down_unwatched
     port = down.port("shared")
     req = raw_request("GET", "/index.html", "c.test",
                       headers=[("Connection", "close")])
