@@ -80,8 +80,7 @@ def test_children_run_as_pool_users(httpd, users):
     httpd.stop()
 
 
-def test_max_connections_per_child(httpd, users):
-    httpd.write_config("""
+RECYCLED = """
 NumServers 1
 ThreadsPerChild 2
 MaxConnectionsPerChild 5
@@ -91,7 +90,11 @@ Listen 127.0.0.1:{port_pcalice}
     ServerName a.test
     AssignUserID pcalice pcalice
 </VirtualHost>
-""")
+"""
+
+
+def test_max_connections_per_child(httpd, users):
+    httpd.write_config(RECYCLED)
     httpd.start()
     alice = users["pcalice"]
     first = [c.pid for c in httpd.children() if c.uid == alice.uid]
@@ -117,17 +120,7 @@ def test_one_child_pool_replaced_without_a_second_gap(httpd, users):
     40 requests, a replacement every 5: about 0.7 s in all, where
     one-second ticks made it about 7 s.  (The bound is loose on purpose:
     it tells the two apart on a loaded machine.)"""
-    httpd.write_config("""
-NumServers 1
-ThreadsPerChild 2
-MaxConnectionsPerChild 5
-ChildPerUserID pcalice pcalice
-Listen 127.0.0.1:{port_pcalice}
-<VirtualHost 127.0.0.1:{port_pcalice}>
-    ServerName a.test
-    AssignUserID pcalice pcalice
-</VirtualHost>
-""")
+    httpd.write_config(RECYCLED)
     httpd.start()
     port = httpd.port("pcalice")
     t0 = time.monotonic()
