@@ -57,6 +57,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 
 APLOG_USE_MODULE(mpm_perchild);
 
@@ -684,6 +685,20 @@ static void setup_signals(void)
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
+/* A child runs as its tenant, and so do the tenant's CGI scripts: were
+ * it dumpable, a script could trace it (ptrace, /proc/<pid>/mem,
+ * pidfd_getfd) and take its client sockets, listeners and channel ends.
+ * mod_unixd makes it dumpable again for CoreDumpDirectory; undone here,
+ * whatever the other drop hooks did (pc_parent.c says so at start). */
+static void stay_untraceable(void)
+{
+    if (!pc_one_process && prctl(PR_SET_DUMPABLE, 0) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, errno, ap_server_conf,
+                     "PC0411: cannot make the child non-dumpable; exiting");
+        clean_child_exit(APEXIT_CHILDFATAL);
+    }
+}
+
 static void init_child(int slot, int pool)
 {
     pc_pool_t *pl = pc_pools_get(pool);
@@ -734,6 +749,7 @@ static void init_child(int slot, int pool)
     if (ap_run_drop_privileges(child.pchild, ap_server_conf)) {
         clean_child_exit(APEXIT_CHILDFATAL);
     }
+    stay_untraceable();
     child.stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (make_pipe(child.ctl) == -1 || child.stopfd == -1) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, errno, ap_server_conf,

@@ -614,6 +614,14 @@ static void log_started(apr_pool_t *plog, server_rec *s)
     ap_log_command_line(plog, s);
     ap_log_mpm_common(s);
     pc_affinity_warn(s);
+    if (ap_coredumpdir_configured) {
+        /* pc_child.c keeps them so: see stay_untraceable there. */
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     "PC0214: CoreDumpDirectory: children stay "
+                     "non-dumpable, or their tenants' scripts could trace "
+                     "them; for core dumps set the sysctl "
+                     "fs.suid_dumpable=2 (cores then belong to root)");
+    }
 }
 
 int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)

@@ -6,6 +6,7 @@ write into them), while each pool's own requests still land in its own
 logs.  Guards pc_logs.c."""
 
 import os
+import pwd
 import re
 
 import pytest
@@ -196,3 +197,45 @@ def test_error_log_shared_by_two_pools(srv, users):
         assert wait_until(lambda: path in shared.read_text(), 5), \
             (host, shared.read_text()[-2000:], srv.error_log()[-2000:])
         assert path not in srv.error_log(), host
+
+
+CORE_CONF = """
+ThreadsPerChild 4
+ChildPerUserID pcalice pcalice
+CoreDumpDirectory {root}/core
+Listen 127.0.0.1:{port_default}
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName default.test
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+"""
+
+
+def test_core_dump_directory_leaves_children_untraceable(httpd_factory,
+                                                         users):
+    """CoreDumpDirectory makes mod_unixd mark a child dumpable; a CGI runs
+    as the child's own user and could then trace it (its /proc/<pid>/fd,
+    /proc/<pid>/mem, pidfd_getfd) and take the client sockets and channel
+    ends it holds.  Children must stay non-dumpable, and the start says
+    so."""
+    h = httpd_factory("coredump")
+    (h.root / "core").mkdir(exist_ok=True)
+    os.chmod(h.root / "core", 0o1777)
+    h.write_config(CORE_CONF)
+    h.start()
+    try:
+        for host, uid in (("a.test", users["pcalice"].uid),
+                          ("default.test",
+                           pwd.getpwnam("www-data").pw_uid)):
+            r = http_get(h.port("default"), "/cgi-bin/id.cgi", host=host)
+            assert r.status == 200, r
+            ident = r.ident
+            assert int(ident["uid"]) == uid, ident
+            assert ident["parent_fds"] == "denied", \
+                "%s's CGI can look into its child: %r" % (host, ident)
+        assert "PC0214" in h.error_log()
+    finally:
+        h.stop()

@@ -8,6 +8,9 @@ Prints text/plain key=value lines:
   capeff                 CapEff from /proc/self/status (hex)
   pid, ppid              ppid is the httpd child that ran the CGI
   host, port             HTTP_HOST and SERVER_PORT as the server saw them
+  parent_fds             "denied" if this CGI cannot list the descriptors
+                         of its httpd child (/proc/<ppid>/fd), else
+                         how many it saw
   fds                    every open descriptor except 0, 1, 2, as
                          "fd:target" separated by spaces (empty if none);
                          sockets carry what /proc/net says about them
@@ -71,6 +74,15 @@ def open_fds():
     return fds
 
 
+def parent_fds():
+    try:
+        return str(len(os.listdir("/proc/%d/fd" % os.getppid())))
+    except PermissionError:
+        return "denied"
+    except OSError as e:
+        return "error:%s" % e.errno
+
+
 def capeff():
     try:
         with open("/proc/self/status") as f:
@@ -104,6 +116,7 @@ def main():
         "ppid=%d" % os.getppid(),
         "host=%s" % os.environ.get("HTTP_HOST", ""),
         "port=%s" % os.environ.get("SERVER_PORT", ""),
+        "parent_fds=%s" % parent_fds(),
         "fds=%s" % " ".join("%d:%s" % fd for fd in fds),
     ]
     sys.stdout.write("Content-Type: text/plain\r\n\r\n" + "\n".join(lines)
