@@ -268,14 +268,15 @@ static const char *lost_label(pid_t pid, int forget)
  * 'G' for good). */
 static void note_slot_child_killed(int slot)
 {
-    process_score *ps = &ap_scoreboard_image->parent[slot];
+    pid_t pid = pc_slots_pid(slot);
+    ap_generation_t gen = pc_slots_gen(slot);
     int t;
 
-    if (ps->generation == pc_retained->mpm->my_generation) {
+    if (gen == pc_retained->mpm->my_generation) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
                      "PC0201: Child %d stopped: pid %" APR_PID_T_FMT
-                     ", gen %d, pool %s", slot, ps->pid,
-                     (int)ps->generation, slot_label(slot));
+                     ", gen %d, pool %s", slot, pid, (int)gen,
+                     slot_label(slot));
     }
     else {
         /* Its pool is the one the slot had then, not the one the slot
@@ -284,15 +285,14 @@ static void note_slot_child_killed(int slot)
 
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
                      "PC0202: Child stopped: pid %" APR_PID_T_FMT
-                     ", gen %d, pool %s (previous generation)", ps->pid,
-                     (int)ps->generation, label ? label : "?");
+                     ", gen %d, pool %s (previous generation)", pid,
+                     (int)gen, label ? label : "?");
     }
-    ap_run_child_status(ap_server_conf, ps->pid, ps->generation, slot,
-                        MPM_CHILD_EXITED);
+    ap_run_child_status(ap_server_conf, pid, gen, slot, MPM_CHILD_EXITED);
     for (t = 0; t < pc_conf->thread_limit; t++) {
         ap_update_child_status_from_indexes(slot, t, SERVER_DEAD, NULL);
     }
-    ps->pid = 0;
+    pc_slots_clear(slot);
 }
 
 static void note_child_killed(int slot, pid_t pid, ap_generation_t gen)
@@ -309,10 +309,7 @@ static void note_child_killed(int slot, pid_t pid, ap_generation_t gen)
     }
 }
 
-/* What a slot held before a new child was forked into it.  Taken
- * before the fork: the new child's threads write the slot's generation
- * (httpd's scoreboard does, as each becomes ready), possibly before the
- * parent looks again. */
+/* What a slot held before a new child was forked into it. */
 typedef struct {
     pid_t pid;
     ap_generation_t generation;
@@ -321,7 +318,6 @@ typedef struct {
 static void note_child_started(int slot, pid_t pid, const slot_before_t *old)
 {
     ap_generation_t gen = pc_retained->mpm->my_generation;
-    process_score *ps = &ap_scoreboard_image->parent[slot];
 
     if (old->pid != 0) {
         /* An old generation's child still finishes its requests in this
@@ -332,9 +328,8 @@ static void note_child_started(int slot, pid_t pid, const slot_before_t *old)
         lost_remember(old->pid, pc_retained->slot_labels[slot]
                                 ? pc_retained->slot_labels[slot] : "?");
     }
-    ps->pid = pid;
-    ps->generation = gen;
-    ps->quiescing = 0;
+    pc_slots_set(slot, pid, gen);
+    ap_scoreboard_image->parent[slot].quiescing = 0;
     if (pc_retained->slot_labels[slot] == NULL
         || strcmp(pc_retained->slot_labels[slot], slot_label(slot)) != 0) {
         pc_retained->slot_labels[slot] = apr_pstrdup(pc_retained->lost_pool,
@@ -367,8 +362,8 @@ static int make_child(server_rec *s, int slot)
     if (slot + 1 > pc_retained->max_daemons_limit) {
         pc_retained->max_daemons_limit = slot + 1;
     }
-    old.pid = ap_scoreboard_image->parent[slot].pid;
-    old.generation = ap_scoreboard_image->parent[slot].generation;
+    old.pid = pc_slots_pid(slot);
+    old.generation = pc_slots_gen(slot);
     if (pc_one_process) {
         note_child_started(slot, getpid(), &old);
         pc_child_main(slot, pool);
@@ -408,9 +403,8 @@ static void fill_slots(server_rec *s)
     for (i = 0; i < pc_conf->total_children; i++) {
         int pool = pc_pools_pool_of_slot(i);
 
-        if (ap_scoreboard_image->parent[i].pid != 0
-            && ap_scoreboard_image->parent[i].generation
-               == pc_retained->mpm->my_generation) {
+        if (pc_slots_pid(i) != 0
+            && pc_slots_gen(i) == pc_retained->mpm->my_generation) {
             continue;
         }
         if (pool < 0 || !pool_may_start(pool, now)) {
@@ -491,11 +485,10 @@ static void reap_one(apr_proc_t *pid, apr_exit_why_e why, int status)
         return;                   /* a stall helper (pc_stall.c) */
     }
     processed = ap_process_child_status(pid, why, status);
-    slot = ap_find_child_by_pid(pid);
+    slot = pc_slots_find(pid->pid);
 
     if (slot >= 0) {
-        if (ap_scoreboard_image->parent[slot].generation
-            == pc_retained->mpm->my_generation) {
+        if (pc_slots_gen(slot) == pc_retained->mpm->my_generation) {
             child_died(slot, processed, status, why);
         }
         else {
@@ -557,6 +550,7 @@ static void server_main_loop(server_rec *s)
             }
         }
         fill_slots(s);
+        pc_slots_publish();
         pc_stall_check();
     }
 }
@@ -564,6 +558,7 @@ static void server_main_loop(server_rec *s)
 static void stop_ungraceful(void)
 {
     signal_children(AP_MPM_PODX_RESTART);
+    pc_slots_publish();
     ap_reclaim_child_processes(1, note_child_killed);
 }
 
@@ -572,7 +567,7 @@ static int any_child_alive(void)
     int i;
 
     for (i = 0; i < pc_retained->max_daemons_limit; i++) {
-        if (ap_mpm_safe_kill(ap_scoreboard_image->parent[i].pid, 0)
+        if (ap_mpm_safe_kill(pc_slots_pid(i), 0)
             == APR_SUCCESS) {
             return 1;
         }
@@ -590,6 +585,7 @@ static void stop_graceful(void)
     ap_close_listeners();
     pc_pools_close_buckets();
     signal_children(AP_MPM_PODX_GRACEFUL);
+    pc_slots_publish();
     ap_relieve_child_processes(note_child_killed);
     if (ap_graceful_shutdown_timeout) {
         cutoff = apr_time_now()
@@ -599,6 +595,7 @@ static void stop_graceful(void)
     while (!pc_retained->mpm->shutdown_pending && any_child_alive()
            && (!cutoff || apr_time_now() < cutoff)) {
         apr_sleep(apr_time_from_msec(200));
+        pc_slots_publish();
         ap_relieve_child_processes(note_child_killed);
     }
     stop_ungraceful();

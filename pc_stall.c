@@ -106,7 +106,7 @@ static apr_uint64_t readers_life(const pc_pool_t *pl, int way, int live)
         if (!reads_way(i, way, live)) {
             continue;
         }
-        life = life * 31 + (apr_uint64_t)ap_scoreboard_image->parent[slot].pid;
+        life = life * 31 + (apr_uint64_t)pc_slots_pid(slot);
         for (t = 0; t < pc_conf->thread_limit; t++) {
             worker_score *ws = ap_get_scoreboard_worker_from_indexes(slot, t);
 
@@ -144,7 +144,7 @@ static int readers_not_busy(const pc_pool_t *pl, int way, int live)
 
     for (i = 0; i < pl->slots; i++) {
         int slot = pl->first_slot + i;
-        pid_t pid = ap_scoreboard_image->parent[slot].pid;
+        pid_t pid = pc_slots_pid(slot);
 
         if (!reads_way(i, way, live) || pid <= 0
             || (kill(pid, 0) != 0 && errno != EPERM)) {

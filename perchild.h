@@ -121,6 +121,7 @@ typedef struct pc_retained_t {
     int old_npools;
     uid_t *old_uids;
     gid_t *old_gids;
+    struct pc_kid_t *kids;        /* parent: pc_slots.c */
 } pc_retained_t;
 
 extern module AP_MODULE_DECLARE_DATA mpm_perchild_module;
@@ -166,6 +167,15 @@ int pc_parent_pool_down(int pool);
 /* Child, right after fork: the shared pool state becomes read-only for
  * good.  Returns 0 or an errno. */
 int pc_parent_child_init(void);
+
+/* pc_slots.c: each slot's child as the parent forked it (the
+ * scoreboard, writable by every child, is rewritten from it). */
+void pc_slots_set(int slot, pid_t pid, ap_generation_t gen);
+void pc_slots_clear(int slot);
+pid_t pc_slots_pid(int slot);
+ap_generation_t pc_slots_gen(int slot);
+int pc_slots_find(pid_t pid);       /* its slot, or -1 */
+void pc_slots_publish(void);
 
 /* pc_child.c */
 void pc_child_main(int slot, int pool) __attribute__((noreturn));

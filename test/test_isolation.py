@@ -8,6 +8,8 @@ logs.  Guards pc_logs.c."""
 import os
 import pwd
 import re
+import signal
+import struct
 
 import pytest
 
@@ -237,5 +239,75 @@ def test_core_dump_directory_leaves_children_untraceable(httpd_factory,
             assert ident["parent_fds"] == "denied", \
                 "%s's CGI can look into its child: %r" % (host, ident)
         assert "PC0214" in h.error_log()
+    finally:
+        h.stop()
+
+
+SB_CONF = """
+ThreadsPerChild 4
+ChildPerUserID pcalice pcalice
+ChildPerUserID pcbob pcbob
+Listen 127.0.0.1:{port_default}
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_default}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+"""
+
+
+def overwrite_in_scoreboard(pid, old, new):
+    """Writes `new` over the first aligned 32-bit `old` in process `pid`'s
+    shared anonymous mappings (httpd's scoreboard): what in-process code
+    of any child can do, since every child maps it writable."""
+    want = struct.pack("=i", old)
+    with open("/proc/%d/maps" % pid) as f:
+        maps = [line.split() for line in f]
+    with open("/proc/%d/mem" % pid, "r+b", buffering=0) as mem:
+        for m in maps:
+            if len(m) < 6 or m[1] != "rw-s" or not m[5].startswith(
+                    "/dev/zero"):
+                continue
+            start, end = (int(x, 16) for x in m[0].split("-"))
+            mem.seek(start)
+            data = mem.read(min(end - start, 1 << 20))
+            for off in range(0, len(data) - 3, 4):
+                if data[off:off + 4] == want:
+                    mem.seek(start + off)
+                    mem.write(struct.pack("=i", new))
+                    return True
+    return False
+
+
+def test_child_replaced_though_its_scoreboard_pid_was_overwritten(
+        httpd_factory, users):
+    """Every child maps httpd's scoreboard writable, so a tenant's
+    in-process code can overwrite another pool's child's pid there.  The
+    parent must still see that child exit and replace it: bob's vhost is
+    served again, by bob."""
+    h = httpd_factory("scoreboard")
+    h.write_config(SB_CONF)
+    h.start()
+    try:
+        port = h.port("default")
+        bob = users["pcbob"].uid
+
+        def bob_child():
+            kids = [c.pid for c in h.children() if c.uid == bob]
+            return kids[0] if len(kids) == 1 else None
+        victim = wait_until(bob_child, 10)
+        assert victim, h.children()
+        assert overwrite_in_scoreboard(h.pid, victim, 1), \
+            "pid %d not found in the scoreboard" % victim
+        os.kill(victim, signal.SIGKILL)
+        new = wait_until(lambda: (bob_child() or victim) != victim
+                         and bob_child(), 5)
+        assert new, "bob's child %d was not replaced: %s" % (
+            victim, h.children())
+        r = http_get(port, "/cgi-bin/id.cgi", host="b.test", timeout=5)
+        assert r.status == 200 and int(r.ident["uid"]) == bob, r
     finally:
         h.stop()
