@@ -564,10 +564,40 @@ static int addr_covers(const server_addr_rec *sar, const ap_listen_rec *lr,
     return lwild;
 }
 
+/* Is 'sar' exactly the address of 'lr', a listener bound to one? */
+static int addr_is(const server_addr_rec *sar, const ap_listen_rec *lr)
+{
+    return (sar->host_port == 0 || sar->host_port == lr->bind_addr->port)
+           && !apr_sockaddr_is_wildcard(sar->host_addr)
+           && apr_sockaddr_equal(sar->host_addr, lr->bind_addr);
+}
+
+/* Has a vhost the exact address of 'lr'?  Then httpd picks among those
+ * vhosts only, for every connection on it (vhost.c's IP lookup comes
+ * before the wildcard vhosts), whatever *:port vhosts there are. */
+static int has_exact_vhost(server_rec *s, ap_listen_rec *lr)
+{
+    server_rec *vs;
+    server_addr_rec *sar;
+
+    if (apr_sockaddr_is_wildcard(lr->bind_addr)) {
+        return 0;
+    }
+    for (vs = s->next; vs != NULL; vs = vs->next) {
+        for (sar = vs->addrs; sar != NULL; sar = sar->next) {
+            if (addr_is(sar, lr)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 static int listener_owner(server_rec *s, ap_listen_rec *lr)
 {
     server_rec *vs;
-    int owner = -2, main_excluded = 0;
+    int exact = has_exact_vhost(s, lr);
+    int owner = -2, main_excluded = exact;
 
     for (vs = s->next; vs != NULL; vs = vs->next) {
         server_addr_rec *sar;
@@ -575,9 +605,9 @@ static int listener_owner(server_rec *s, ap_listen_rec *lr)
 
         for (sar = vs->addrs; sar != NULL; sar = sar->next) {
             int all;
-            if (addr_covers(sar, lr, &all)) {
+            if (exact ? addr_is(sar, lr) : addr_covers(sar, lr, &all)) {
                 hit = 1;
-                main_excluded |= all;
+                main_excluded |= exact || all;
             }
         }
         if (hit) {

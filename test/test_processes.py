@@ -1,12 +1,13 @@
 """The processes themselves: who runs them, how many, and their turnover."""
 
+import os
 import select
 import socket
 import time
 from collections import Counter
 
-from pchelpers import (DEFAULT_USER, KeepAliveClient, Proc, http_get,
-                       proc_status, wait_until)
+from pchelpers import (DEFAULT_USER, KeepAliveClient, Proc, RawConnection,
+                       http_get, proc_status, raw_request, wait_until)
 
 CGI = "/cgi-bin/id.cgi"
 THREADS = 3
@@ -205,4 +206,68 @@ def test_no_listener_thread(httpd, users):
         assert c.threads == THREADS + 1, \
             "child %d has %d threads, want %d" % (c.pid, c.threads,
                                                    THREADS + 1)
+    httpd.stop()
+
+
+IP_VHOST = """
+ThreadsPerChild 3
+ChildPerUserID pcalice pcalice
+ChildPerUserID pccarol pccarol
+Listen 127.0.0.1:{port_web}
+Listen 127.0.0.2:{port_web}
+<VirtualHost *:{port_web}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.2:{port_web}>
+    ServerName c.test
+    AssignUserID pccarol pccarol
+</VirtualHost>
+"""
+
+
+def listening_inode(addr, port):
+    want = "%s:%04X" % (socket.inet_aton(addr)[::-1].hex().upper(), port)
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if cols[1] == want and cols[3] == "0A":
+                return cols[9]
+    return None
+
+
+def holds_socket(pid, inode):
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            if os.readlink(os.path.join(d, fd)) == "socket:[%s]" % inode:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_ip_vhost_listener_is_its_owners_alone(httpd, users):
+    """A listener bound to an address that has a vhost of its own serves
+    only the vhosts of that address (httpd looks the address up before
+    the *:port vhosts), so only their pool accepts it: no other tenant
+    reads those requests, none is handed off."""
+    httpd.write_config(IP_VHOST)
+    httpd.start()
+    port = httpd.port("web")
+    carol = users["pccarol"].uid
+    inode = listening_inode("127.0.0.2", port)
+    assert inode, "nothing listens on 127.0.0.2:%d" % port
+    kids = httpd.children()
+    assert {c.uid for c in kids} >= {carol, users["pcalice"].uid}
+    for c in kids:
+        assert holds_socket(c.pid, inode) == (c.uid == carol), \
+            "child %d (uid %d) and the 127.0.0.2 listener" % (c.pid, c.uid)
+    # Served as httpd picks: every Host on 127.0.0.2 is carol's vhost.
+    for host in ("c.test", "a.test"):
+        with RawConnection(port, addr="127.0.0.2") as rc:
+            r = rc.request(raw_request("GET", CGI, host))
+        assert r.status == 200 and int(r.ident["uid"]) == carol, (host, r)
+    r = http_get(port, CGI, host="c.test")
+    assert r.status == 200 and int(r.ident["uid"]) == users["pcalice"].uid
     httpd.stop()
