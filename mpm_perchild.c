@@ -174,6 +174,14 @@ static int refuse_cgid(void)
 
 static int check_threads(int startup)
 {
+    /* A configuration at odds with itself fails (apache2 -t names it). */
+    if (pc_conf->threads_per_child > pc_conf->thread_limit) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
+                     "PC0005: ThreadsPerChild %d exceeds ThreadLimit %d: "
+                     "raise ThreadLimit or lower ThreadsPerChild",
+                     pc_conf->threads_per_child, pc_conf->thread_limit);
+        return !OK;
+    }
     if (pc_retained->first_thread_limit
         && pc_conf->thread_limit != pc_retained->first_thread_limit) {
         /* The scoreboard keeps its size until a full restart. */
@@ -185,11 +193,14 @@ static int check_threads(int startup)
         pc_conf->thread_limit = pc_retained->first_thread_limit;
     }
     if (pc_conf->threads_per_child > pc_conf->thread_limit) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
-                     "PC0005: ThreadsPerChild %d exceeds ThreadLimit %d: "
-                     "raise ThreadLimit or lower ThreadsPerChild",
-                     pc_conf->threads_per_child, pc_conf->thread_limit);
-        return !OK;
+        /* A restart that raised both: the server goes on, as worker's
+         * does, with as many threads as the kept limit allows. */
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                     "PC0010: ThreadsPerChild %d exceeds the ThreadLimit "
+                     "of %d in force until a full stop and start; using %d",
+                     pc_conf->threads_per_child, pc_conf->thread_limit,
+                     pc_conf->thread_limit);
+        pc_conf->threads_per_child = pc_conf->thread_limit;
     }
     return OK;
 }

@@ -400,3 +400,32 @@ def test_graceful_restart_removing_a_pool(httpd, users):
     assert took < 3, "answered after %.1f s" % took
     assert served_as(http_get(port, CGI, host="c.test"), users["pcbob"])
     httpd.stop()
+
+
+def test_graceful_raising_thread_limit_keeps_serving(httpd, users):
+    """ThreadLimit sizes the scoreboard and keeps its value until a full
+    stop and start.  A graceful restart whose configuration raises both
+    ThreadLimit and ThreadsPerChild (which apache2 -t accepts) keeps
+    the server up with as many threads as the old limit allows, as worker
+    does, rather than stopping every site."""
+    body = SHARED.replace("NumServers 1", "NumServers 1\nThreadLimit 4")
+    httpd.write_config(body)
+    httpd.start()
+    port = httpd.port("shared")
+    httpd.write_config(body.replace("ThreadLimit 4", "ThreadLimit 16")
+                       .replace("ThreadsPerChild 4", "ThreadsPerChild 12"))
+    rc, out = httpd.apache2("-t")
+    assert rc == 0, out
+    gen = httpd.graceful()
+    log = httpd.error_log()
+    assert "PC0006" in log and "PC0010" in log, log[-2000:]
+    for host, name in (("a.test", "pcalice"), ("b.test", "pcbob")):
+        r = http_get(port, CGI, host=host)
+        assert served_as(r, users[name]), (host, r)
+
+    def alice_kids():
+        return [c for c in httpd.children() if c.uid == users["pcalice"].uid]
+    assert wait_until(lambda: alice_kids() and all(
+        c.threads == 4 + 1 for c in alice_kids()), 10), alice_kids()
+    assert httpd.read_pid() == httpd.pid and gen
+    httpd.stop()
