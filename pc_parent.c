@@ -226,7 +226,13 @@ static const char *slot_label(int slot)
 }
 
 /* Children of a previous generation that lost their slot to a new one
- * are remembered with their pool's label, for their last log line. */
+ * are remembered with their pool's label, for their last log line, and
+ * the slot, whose scoreboard entries they went on writing. */
+typedef struct lost_t {
+    const char *label;
+    int slot;
+} lost_t;
+
 static void lost_init(void)
 {
     if (pc_retained->lost == NULL) {
@@ -238,29 +244,53 @@ static void lost_init(void)
     }
 }
 
-static void lost_remember(pid_t pid, const char *label)
+static void lost_remember(pid_t pid, const char *label, int slot)
 {
+    lost_t *lost = apr_palloc(pc_retained->lost_pool, sizeof(*lost));
     pid_t *key;
 
     if (apr_hash_count(pc_retained->lost) > 4 * PC_MAX_SERVER_LIMIT) {
         apr_hash_clear(pc_retained->lost);
     }
     key = apr_pmemdup(pc_retained->lost_pool, &pid, sizeof(pid));
-    apr_hash_set(pc_retained->lost, key, sizeof(pid),
-                 apr_pstrdup(pc_retained->lost_pool, label));
+    lost->label = apr_pstrdup(pc_retained->lost_pool, label);
+    lost->slot = slot;
+    apr_hash_set(pc_retained->lost, key, sizeof(pid), lost);
 }
 
-static const char *lost_label(pid_t pid, int forget)
+/* What was remembered of 'pid' (forgotten now); NULL if nothing. */
+static const lost_t *lost_take(pid_t pid)
 {
-    const char *label = NULL;
+    const lost_t *lost = NULL;
 
     if (pc_retained->lost != NULL) {
-        label = apr_hash_get(pc_retained->lost, &pid, sizeof(pid));
-        if (forget) {
-            apr_hash_set(pc_retained->lost, &pid, sizeof(pid), NULL);
+        lost = apr_hash_get(pc_retained->lost, &pid, sizeof(pid));
+        apr_hash_set(pc_retained->lost, &pid, sizeof(pid), NULL);
+    }
+    return lost;
+}
+
+/* An old child that shared 'slot' with its successor is gone.  The
+ * last thing each of its threads wrote there was 'G' (finishing), over
+ * entries that are the successor's, whose idle threads write nothing
+ * until they next serve: without this, server-status would show them
+ * as finishing, and busy, for as long as they stay idle. */
+static void settle_shared_slot(int slot)
+{
+    int t;
+
+    if (pc_slots_pid(slot) == 0
+        || pc_slots_gen(slot) != pc_retained->mpm->my_generation) {
+        return;
+    }
+    for (t = 0; t < pc_conf->thread_limit; t++) {
+        worker_score *ws = ap_get_scoreboard_worker_from_indexes(slot, t);
+
+        if (ws->status == SERVER_GRACEFUL) {
+            ws->status = t < pc_conf->threads_per_child ? SERVER_READY
+                                                        : SERVER_DEAD;
         }
     }
-    return label ? label : "?";
 }
 
 /* A child that still had its slot is gone: its threads' entries are
@@ -301,11 +331,16 @@ static void note_child_killed(int slot, pid_t pid, ap_generation_t gen)
         note_slot_child_killed(slot);
     }
     else {
+        const lost_t *lost = lost_take(pid);
+
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
                      "PC0202: Child stopped: pid %" APR_PID_T_FMT
                      ", gen %d, pool %s (previous generation)", pid,
-                     (int)gen, lost_label(pid, 1));
+                     (int)gen, lost ? lost->label : "?");
         ap_run_child_status(ap_server_conf, pid, gen, -1, MPM_CHILD_EXITED);
+        if (lost != NULL) {
+            settle_shared_slot(lost->slot);
+        }
     }
 }
 
@@ -326,7 +361,8 @@ static void note_child_started(int slot, pid_t pid, const slot_before_t *old)
                             MPM_CHILD_LOST_SLOT);
         ap_register_extra_mpm_process(old->pid, old->generation);
         lost_remember(old->pid, pc_retained->slot_labels[slot]
-                                ? pc_retained->slot_labels[slot] : "?");
+                                ? pc_retained->slot_labels[slot] : "?",
+                      slot);
     }
     pc_slots_set(slot, pid, gen);
     ap_scoreboard_image->parent[slot].quiescing = 0;

@@ -429,3 +429,33 @@ def test_graceful_raising_thread_limit_keeps_serving(httpd, users):
         c.threads == 4 + 1 for c in alice_kids()), 10), alice_kids()
     assert httpd.read_pid() == httpd.pid and gen
     httpd.stop()
+
+
+def test_graceful_restart_sharing_a_slot_leaves_no_finishing_thread(
+        httpd, users):
+    """After a graceful restart an old child may finish a kept-alive
+    connection in the slot its successor took; each of its threads
+    writes 'G' (finishing) into that slot as it ends.  Once it is gone,
+    server-status must not go on showing the successor's idle threads as
+    finishing (and busy)."""
+    status = ("<Location /server-status>\n    SetHandler server-status\n"
+              "</Location>\n")
+    modules = BASE_MODULES + ("status",)
+    httpd.write_config(SHARED + status, modules=modules)
+    httpd.start()
+    port = httpd.port("shared")
+    bob = users["pcbob"].uid
+    old = {c.pid for c in httpd.children() if c.uid == bob}
+    with RawConnection(port) as rc:
+        r = rc.request(raw_request("GET", CGI, "b.test"))
+        assert served_as(r, users["pcbob"]), r
+        httpd.graceful()
+        time.sleep(0.5)
+    assert wait_until(lambda: old <= {s[1] for s in httpd.stopped()}, 20), \
+        httpd.error_log()[-3000:]
+    time.sleep(0.3)                   # the parent's next tick
+    r = http_get(port, "/server-status?auto", host="127.0.0.1")
+    assert r.status == 200, r
+    board = [l for l in r.body.splitlines() if l.startswith("Scoreboard:")]
+    assert board and "G" not in board[0], (board, r.body)
+    httpd.stop()
