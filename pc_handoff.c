@@ -145,6 +145,7 @@ typedef struct pc_conn_t {
     int out_way;             /* which of its channels (send_way) */
     int out_between;         /* given back between two requests */
     int out_head_only;       /* HEAD: a refusal has no body */
+    int out_counted;         /* httpd counted the passed request here */
     const char *out_quiet;   /* "TLS" before a handshake, "HTTP/2" before
                               * a session: no HTTP/1 answer possible */
     int sni_done;            /* the ClientHello was looked at */
@@ -1210,6 +1211,29 @@ static const char *send_failure(apr_status_t rv)
 
 /* Sends the record pass_on or give_back prepared, once httpd has let go
  * of the connection and just before the worker goes idle. */
+/* A request httpd parsed here and then let go counted as an access of
+ * this worker (the end of a request does that); its owner counts it
+ * again when it serves it.  server-status should count it once. */
+static void uncount(conn_rec *c, pc_conn_t *pcc)
+{
+    worker_score *ws;
+
+    if (!pcc->out_counted || c->sbh == NULL
+        || (ws = ap_get_scoreboard_worker(c->sbh)) == NULL) {
+        return;
+    }
+    pcc->out_counted = 0;
+    if (ws->access_count > 0) {
+        ws->access_count--;
+    }
+    if (ws->my_access_count > 0) {
+        ws->my_access_count--;
+    }
+    if (ws->conn_count > 0) {
+        ws->conn_count--;
+    }
+}
+
 void pc_handoff_finish(conn_rec *c)
 {
     pc_conn_t *pcc = conn_state(c);
@@ -1230,6 +1254,7 @@ void pc_handoff_finish(conn_rec *c)
         ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                       "PC0303: passed the connection to pool %s",
                       want->label);
+        uncount(c, pcc);
         return;
     }
     if (pcc->out_between) {
@@ -1272,6 +1297,11 @@ static void forget(conn_rec *c)
  * build a response header nobody sends. */
 static int forget_request(request_rec *r)
 {
+    pc_conn_t *pcc = conn_state(r->connection);
+
+    if (pcc != NULL) {
+        pcc->out_counted = 1;
+    }
     forget(r->connection);
     r->proto_output_filters = r->connection->output_filters;
     r->output_filters = r->proto_output_filters;

@@ -1,6 +1,7 @@
 """mod_status sees every pool's workers and names the pools."""
 
 import re
+import time
 
 from pchelpers import BASE_MODULES, http_get, wait_until
 
@@ -69,4 +70,56 @@ def test_server_status(httpd):
     for user in ("pcalice", "pcbob"):
         assert re.search(r"\b%s\b" % user, r.body), \
             "%s missing from the status page" % user
+    httpd.stop()
+
+
+SHARED = """
+NumServers 1
+ThreadsPerChild 3
+ChildPerUserID pcalice pcalice
+ChildPerUserID pcbob pcbob
+DispatchUserID pcdisp pcdisp
+ExtendedStatus On
+Listen 127.0.0.1:{port_shared}
+<Location /server-status>
+    SetHandler server-status
+</Location>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName status.test
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName a.test
+    ServerAlias *.a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+"""
+
+
+def test_total_accesses_count_passed_requests_once(httpd, dispatch_user):
+    """A request parsed by a child of one pool and passed to its owner is
+    one access: server-status counts it where it is served, not also
+    where it was read.  The dispatch pool accepts every connection, and
+    every Host below is new to it, so it parses each request before it
+    passes it on."""
+    httpd.write_config(SHARED, modules=BASE_MODULES + ("status",),
+                       loglevel="info %s:trace1" % httpd.module.log_name)
+    httpd.start()
+    port = httpd.port("shared")
+
+    def total():
+        r = http_get(port, "/server-status?auto", host="status.test")
+        assert r.status == 200, r
+        return int(auto_fields(r.body)["Total Accesses"])
+    before = total()
+    for i in range(20):
+        r = http_get(port, "/", host="w%d.a.test" % i)
+        assert r.status is not None and r.status < 500, r
+    time.sleep(0.5)
+    # The 20 requests and the first status request.
+    assert total() - before == 21
+    assert "PC0303" in httpd.error_log(), "nothing was passed on"
     httpd.stop()
