@@ -293,26 +293,69 @@ static int second_startup_pass(void)
            && ap_state_query(AP_SQ_CONFIG_GEN) == 0;
 }
 
-static void log_implicit_pool(server_rec *vs, const pc_server_conf_t *sc,
-                              const pc_pool_t *pl, int startup)
+/* Beyond this many implicit pools, one line names them all. */
+#define PC_IMPLICIT_LINES 3
+
+/* Says which AssignUserID identities got an implicit pool: a line each
+ * (with the first vhost that names it) for a few, one line for many (a
+ * host moved from mpm-itk may have hundreds, and each apache2 -t would
+ * print them all).  first[i] is pool i's first vhost, or NULL. */
+static void log_implicit_pools(apr_pool_t *p, server_rec **first, int n,
+                               int startup)
 {
+    int level = APLOG_NOTICE | (startup ? APLOG_STARTUP : 0);
+    int i, count = 0, named = 0;
+    const char *names = "";
+
     if (second_startup_pass()) {
         return;
     }
-    ap_log_error(APLOG_MARK, APLOG_NOTICE | (startup ? APLOG_STARTUP : 0),
-                 0, vs, "PC0102: AssignUserID %s %s (vhost %s) has no "
-                 "ChildPerUserID: giving it an implicit pool of %d "
-                 "child(ren) (NumServers)", sc->user, sc->group,
-                 vs->server_hostname ? vs->server_hostname : "?",
-                 pl->num_children);
+    for (i = 0; i < n; i++) {
+        count += first[i] != NULL;
+    }
+    /* Implicit pools come in the reverse of the configuration's order
+     * (as httpd lists vhosts): name them in its order. */
+    for (i = n - 1; i >= 0; i--) {
+        const pc_pool_t *pl = pc_pools_get(i);
+
+        if (first[i] == NULL) {
+            continue;
+        }
+        if (count <= PC_IMPLICIT_LINES) {
+            ap_log_error(APLOG_MARK, level, 0, first[i],
+                         "PC0102: AssignUserID %s %s (vhost %s) has no "
+                         "ChildPerUserID: giving it an implicit pool of %d "
+                         "child(ren) (NumServers)", pl->user_name,
+                         pl->group_name, first[i]->server_hostname
+                         ? first[i]->server_hostname : "?",
+                         pl->num_children);
+        }
+        else if (named++ < 10) {
+            names = apr_pstrcat(p, names, named > 1 ? ", " : "", pl->label,
+                                NULL);
+        }
+    }
+    if (count > PC_IMPLICIT_LINES) {
+        ap_log_error(APLOG_MARK, level, 0, ap_server_conf,
+                     "PC0102: %d AssignUserID identities have no "
+                     "ChildPerUserID and get implicit pools of %d "
+                     "child(ren) (NumServers): %s%s", count,
+                     pc_conf->num_servers, names,
+                     count > 10 ? ", ..." : "");
+    }
 }
 
 /* Gives every vhost with AssignUserID its pool, creating implicit pools
  * for identities no ChildPerUserID declared. */
 static void assign_vhosts(apr_pool_t *p, server_rec *s, int startup)
 {
-    server_rec *vs;
+    server_rec *vs, **first;
+    int declared = pc_conf->pools->nelts, n = declared;
 
+    for (vs = s; vs != NULL; vs = vs->next) {
+        n++;
+    }
+    first = apr_pcalloc(p, n * sizeof(*first));
     for (vs = s; vs != NULL; vs = vs->next) {
         pc_server_conf_t *sc = PC_SERVER_CONF(vs);
         pc_pool_t *pl;
@@ -326,13 +369,18 @@ static void assign_vhosts(apr_pool_t *p, server_rec *s, int startup)
             pl = append_pool(pc_conf->pools, p, sc->uid, sc->gid,
                              sc->user, sc->group);
             pl->num_children = pc_conf->num_servers;
+        }
+        if (pl->index >= declared) {
+            /* httpd lists vhosts last first: the last seen is the
+             * first in the configuration. */
+            first[pl->index] = vs;
             pl->origin = apr_psprintf(p, "AssignUserID in vhost %s:%d",
                                       vs->defn_name ? vs->defn_name : "?",
                                       vs->defn_line_number);
-            log_implicit_pool(vs, sc, pl, startup);
         }
         sc->pool = pl->index;
     }
+    log_implicit_pools(p, first, pc_conf->pools->nelts, startup);
 }
 
 /* The pool's supplementary groups, as initgroups() would set them.

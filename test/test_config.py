@@ -193,3 +193,38 @@ def test_mod_cgid_refused(httpd):
     # ... in this server's own configuration tree (ServerRoot), not a fixed
     # /etc/apache2.
     assert "<root>/mods-enabled/" in out, out
+
+
+def implicit_vhosts(users_and_hosts):
+    out = []
+    for user, host in users_and_hosts:
+        out.append("<VirtualHost 127.0.0.1:{port_a}>\n    ServerName %s\n"
+                   "    AssignUserID %s %s\n</VirtualHost>" % (host, user,
+                                                                user))
+    return "\n".join(out)
+
+
+def test_implicit_pools_named_briefly(httpd, users):
+    """Identities with AssignUserID but no ChildPerUserID get implicit
+    pools, and apache2 -t says so: one line each, naming the first vhost
+    in the configuration, for a few; one line for many (a host moved from
+    mpm-itk has hundreds, and -t would print them all)."""
+    config(httpd, global_extra=implicit_vhosts(
+        [("pcbob", "bob1.test"), ("pcbob", "bob2.test"),
+         ("pccarol", "carol.test")]))
+    rc, out = config_test(httpd)
+    assert rc == 0, out
+    lines = [l for l in out.splitlines() if "PC0102" in l]
+    assert len(lines) == 2, out
+    assert "pcbob pcbob (vhost bob1.test)" in lines[0], lines
+    assert "pccarol pccarol (vhost carol.test)" in lines[1], lines
+
+    many = ["#%d" % (21000 + i) for i in range(1, 13)]
+    config(httpd, global_extra=implicit_vhosts(
+        [(u, "u%s.test" % u[1:]) for u in many]))
+    rc, out = config_test(httpd)
+    assert rc == 0, out
+    lines = [l for l in out.splitlines() if "PC0102" in l]
+    assert len(lines) == 1, out
+    assert "12 AssignUserID identities" in lines[0], lines
+    assert "#21001:#21001, #21002:#21002" in lines[0], lines
