@@ -228,6 +228,15 @@ static int perchild_check_config(apr_pool_t *p, apr_pool_t *plog,
     return pc_pools_resolve(p, s, first);
 }
 
+/* apache2 -S (and -t -D DUMP_VHOSTS) lists the vhosts; say whose they
+ * are, after httpd's own list. */
+static void perchild_test_config(apr_pool_t *p, server_rec *s)
+{
+    if (ap_exists_config_define("DUMP_VHOSTS")) {
+        pc_pools_dump(p, s);
+    }
+}
+
 /* One pipe of death per pool, in the generation's pool: its children
  * read only their own (see pc_child.c). */
 static int open_pods(apr_pool_t *p, server_rec *s, int startup)
@@ -448,6 +457,7 @@ static void perchild_hooks(apr_pool_t *p)
     ap_hook_pre_config(perchild_pre_config, NULL, NULL,
                        APR_HOOK_REALLY_FIRST);
     ap_hook_check_config(perchild_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_test_config(perchild_test_config, NULL, NULL, APR_HOOK_LAST);
     ap_hook_open_logs(perchild_open_logs, NULL, succ_core,
                       APR_HOOK_REALLY_FIRST);
     ap_hook_mpm(perchild_run, NULL, NULL, APR_HOOK_MIDDLE);

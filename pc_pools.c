@@ -30,6 +30,7 @@
 #include "apr_lib.h"
 
 #include <pwd.h>
+#include <stdio.h>
 #include <grp.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -498,6 +499,115 @@ static void log_short_pools(server_rec *s)
  * At first start (and at -t) a configuration that does not fit is
  * refused; at a restart the scoreboard cannot grow, so what does not
  * fit is logged and left out. */
+/* How many vhosts (the main server counted) pool 'pool' serves. */
+static int vhosts_of(server_rec *s, int pool)
+{
+    server_rec *vs;
+    int n = 0;
+
+    for (vs = s; vs != NULL; vs = vs->next) {
+        n += PC_SERVER_CONF(vs)->pool == pool;
+    }
+    return n;
+}
+
+/* A ChildPerUserID that no AssignUserID names runs children that serve
+ * nothing of their own (a typo in one of the two, most likely). */
+static void warn_unused_pools(server_rec *s, int startup)
+{
+    int i;
+
+    if (second_startup_pass()) {
+        return;
+    }
+    for (i = 1; i < pc_conf->pools->nelts; i++) {
+        const pc_pool_t *pl = pc_pools_get(i);
+
+        if (pl->from_directive && vhosts_of(s, i) == 0) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING
+                         | (startup ? APLOG_STARTUP : 0), 0, s,
+                         "PC0108: ChildPerUserID %s %s (%s): no vhost has "
+                         "AssignUserID %s %s, so its children serve no site "
+                         "of their own", pl->user_name, pl->group_name,
+                         pl->origin ? pl->origin : "?", pl->user_name,
+                         pl->group_name);
+        }
+    }
+}
+
+/* The most vhost names listed per pool by pc_pools_dump. */
+#define PC_DUMP_NAMES 8
+
+/* The vhosts of 'pool', in the configuration's order, for -S. */
+static const char *vhost_names(apr_pool_t *p, server_rec *s, int pool)
+{
+    apr_array_header_t *all = apr_array_make(p, 16, sizeof(server_rec *));
+    const char *names = "";
+    server_rec *vs;
+    int i, n = 0;
+
+    for (vs = s->next; vs != NULL; vs = vs->next) {
+        if (PC_SERVER_CONF(vs)->pool == pool) {
+            APR_ARRAY_PUSH(all, server_rec *) = vs;
+        }
+    }
+    if (PC_SERVER_CONF(s)->pool == pool) {
+        names = "main server";
+        n++;
+    }
+    /* httpd lists vhosts last first. */
+    for (i = all->nelts - 1; i >= 0 && n < PC_DUMP_NAMES; i--, n++) {
+        vs = APR_ARRAY_IDX(all, i, server_rec *);
+        names = apr_pstrcat(p, names, n > 0 ? ", " : "",
+                            vs->server_hostname ? vs->server_hostname : "?",
+                            NULL);
+    }
+    if (all->nelts + (PC_SERVER_CONF(s)->pool == pool) > PC_DUMP_NAMES) {
+        names = apr_psprintf(p, "%s, ... (%d in all)", names,
+                             all->nelts + (PC_SERVER_CONF(s)->pool == pool));
+    }
+    return n > 0 ? names : "(no vhost)";
+}
+
+static void dump_pool(apr_pool_t *p, server_rec *s, int i)
+{
+    const pc_pool_t *pl = pc_pools_get(i);
+
+    printf("    %-24s %4d %-9s %s: %s\n", pl->label, pl->num_children,
+           pl->num_children == 1 ? "child" : "children",
+           pl->dispatch ? "dispatch" : i == 0 ? "User/Group"
+           : pl->from_directive ? "ChildPerUserID" : "implicit",
+           pl->dispatch ? "accepts shared ports, serves no site"
+           : vhost_names(p, s, i));
+}
+
+void pc_pools_dump(apr_pool_t *p, server_rec *s)
+{
+    int i, n = pc_conf->pools->nelts;
+
+    printf("perchild pools:\n");
+    /* User/Group and the declared pools, then the implicit ones in the
+     * configuration's order (they were made last vhost first), then the
+     * dispatch pool. */
+    for (i = 0; i < n; i++) {
+        const pc_pool_t *pl = pc_pools_get(i);
+        if (i == 0 || (pl->from_directive && !pl->dispatch)) {
+            dump_pool(p, s, i);
+        }
+    }
+    for (i = n - 1; i > 0; i--) {
+        const pc_pool_t *pl = pc_pools_get(i);
+        if (!pl->from_directive && !pl->dispatch) {
+            dump_pool(p, s, i);
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (pc_pools_get(i)->dispatch) {
+            dump_pool(p, s, i);
+        }
+    }
+}
+
 int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
 {
     int i, wanted;
@@ -536,6 +646,7 @@ int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
                                            : pc_conf->num_servers;
     }
     assign_vhosts(p, s, startup);
+    warn_unused_pools(s, startup);
     if (add_dispatch_pool(p) != OK) {
         return !OK;
     }

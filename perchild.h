@@ -158,6 +158,8 @@ int pc_pools_accepts(int pool, const pc_listener_t *pl);
 int pc_pools_takes_bucket(int pool, int slot, int bucket);
 void pc_pools_close_buckets(void);
 const char *pc_pools_label(const pc_pool_t *pool);
+/* apache2 -S: each pool with its vhosts, on standard output. */
+void pc_pools_dump(apr_pool_t *p, server_rec *s);
 
 /* pc_parent.c */
 int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s);

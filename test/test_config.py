@@ -228,3 +228,25 @@ def test_implicit_pools_named_briefly(httpd, users):
     assert len(lines) == 1, out
     assert "12 AssignUserID identities" in lines[0], lines
     assert "#21001:#21001, #21002:#21002" in lines[0], lines
+
+
+def test_S_names_each_vhosts_user(httpd, users):
+    """apache2 -S lists the vhosts; an administrator also wants to see
+    which user serves each.  A ChildPerUserID no vhost uses is warned
+    about (a typo in it or in an AssignUserID, most likely)."""
+    config(httpd, global_extra="ChildPerUserID pccarol pccarol 2\n"
+           + implicit_vhosts([("pcbob", "bob1.test"),
+                              ("pcbob", "bob2.test")]))
+    rc, out = httpd.apache2("-S")
+    assert rc == 0, out
+    pools = out[out.index("perchild pools:"):].splitlines()[1:]
+    rows = {l.split()[0]: l for l in pools if l.startswith("    ")}
+    assert re.search(r"www-data:www-data\s+1 child\s+User/Group: main "
+                     r"server$", rows["www-data:www-data"]), rows
+    assert rows["pcalice:pcalice"].endswith("ChildPerUserID: a.test"), rows
+    assert rows["pcbob:pcbob"].endswith("implicit: bob1.test, bob2.test"), \
+        rows
+    assert rows["pccarol:pccarol"].endswith("(no vhost)"), rows
+    rc, out = config_test(httpd)
+    assert rc == 0 and "PC0108: ChildPerUserID pccarol pccarol" in out, out
+    assert "PC0108: ChildPerUserID pcalice" not in out, out
