@@ -204,28 +204,30 @@ def implicit_vhosts(users_and_hosts):
     return "\n".join(out)
 
 
+def implicit_pool_lines(httpd, users_and_hosts):
+    """The PC0102 lines of apache2 -t for these AssignUserID-only vhosts."""
+    config(httpd, global_extra=implicit_vhosts(users_and_hosts))
+    rc, out = config_test(httpd)
+    assert rc == 0, out
+    return [l for l in out.splitlines() if "PC0102" in l]
+
+
 def test_implicit_pools_named_briefly(httpd, users):
     """Identities with AssignUserID but no ChildPerUserID get implicit
     pools, and apache2 -t says so: one line each, naming the first vhost
     in the configuration, for a few; one line for many (a host moved from
     mpm-itk has hundreds, and -t would print them all)."""
-    config(httpd, global_extra=implicit_vhosts(
-        [("pcbob", "bob1.test"), ("pcbob", "bob2.test"),
-         ("pccarol", "carol.test")]))
-    rc, out = config_test(httpd)
-    assert rc == 0, out
-    lines = [l for l in out.splitlines() if "PC0102" in l]
-    assert len(lines) == 2, out
+    lines = implicit_pool_lines(httpd, [("pcbob", "bob1.test"),
+                                        ("pcbob", "bob2.test"),
+                                        ("pccarol", "carol.test")])
+    assert len(lines) == 2, lines
     assert "pcbob pcbob (vhost bob1.test)" in lines[0], lines
     assert "pccarol pccarol (vhost carol.test)" in lines[1], lines
 
     many = ["#%d" % (21000 + i) for i in range(1, 13)]
-    config(httpd, global_extra=implicit_vhosts(
-        [(u, "u%s.test" % u[1:]) for u in many]))
-    rc, out = config_test(httpd)
-    assert rc == 0, out
-    lines = [l for l in out.splitlines() if "PC0102" in l]
-    assert len(lines) == 1, out
+    lines = implicit_pool_lines(httpd, [(u, "u%s.test" % u[1:])
+                                        for u in many])
+    assert len(lines) == 1, lines
     assert "12 AssignUserID identities" in lines[0], lines
     assert "#21001:#21001, #21002:#21002" in lines[0], lines
 
