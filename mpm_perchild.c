@@ -27,6 +27,8 @@
 #include "http_core.h"
 #include "apr_strings.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <limits.h>
 
@@ -97,6 +99,32 @@ static const char *perchild_get_name(void)
     return MPM_NAME;
 }
 
+/* Descriptors apache2 inherited from whatever started it (a shell, a
+ * test harness, a deployment tool) would reach every tenant's CGI
+ * scripts, which run as other users than the one who started it.  Marked
+ * close-on-exec before any module opens its own: children keep them,
+ * programs they run do not (piped loggers get their standard descriptors
+ * explicitly). */
+static void keep_inherited_from_scripts(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    struct dirent *de;
+
+    if (dir == NULL) {
+        return;
+    }
+    while ((de = readdir(dir)) != NULL) {
+        int fd = atoi(de->d_name), flags;
+
+        if (fd > 2 && fd != dirfd(dir)
+            && (flags = fcntl(fd, F_GETFD)) != -1
+            && !(flags & FD_CLOEXEC)) {
+            fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+    }
+    closedir(dir);
+}
+
 static int perchild_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                                apr_pool_t *ptemp)
 {
@@ -125,6 +153,9 @@ static int perchild_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
         pc_retained->mpm->baton = pc_retained;
     }
     ++pc_retained->mpm->module_loads;
+    if (pc_retained->mpm->module_loads == 1) {
+        keep_inherited_from_scripts();
+    }
 
     /* httpd loads the configuration twice at start; detach only once,
      * after the first pass has proven the configuration. */

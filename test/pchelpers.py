@@ -725,14 +725,16 @@ class Httpd:
 
     # -- control ----------------------------------------------------------
 
-    def apache2(self, *args, timeout=60, preexec_fn=None):
+    def apache2(self, *args, timeout=60, preexec_fn=None, pass_fds=()):
         """Run /usr/sbin/apache2 -f <conf> ARGS; (rc, stdout+stderr).
         preexec_fn runs in the forked process before exec (e.g. to set a
-        resource limit that the server and its children inherit)."""
+        resource limit that the server and its children inherit);
+        pass_fds stay open in it."""
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
         r = subprocess.run([APACHE2, "-f", str(self.conf)] + list(args),
                            capture_output=True, text=True, timeout=timeout,
-                           env=env, check=False, preexec_fn=preexec_fn)
+                           env=env, check=False, preexec_fn=preexec_fn,
+                           pass_fds=pass_fds)
         return r.returncode, r.stdout + r.stderr
 
     def read_pid(self):
@@ -741,11 +743,12 @@ class Httpd:
         except (OSError, ValueError, IndexError):
             return None
 
-    def start(self, wait_ports=None, preexec_fn=None):
+    def start(self, wait_ports=None, preexec_fn=None, pass_fds=()):
         """apache2 -k start; wait for the pid file and for an HTTP answer on
         each port (all ports picked by write_config unless given).
-        preexec_fn: see apache2()."""
-        rc, out = self.apache2("-k", "start", preexec_fn=preexec_fn)
+        preexec_fn, pass_fds: see apache2()."""
+        rc, out = self.apache2("-k", "start", preexec_fn=preexec_fn,
+                               pass_fds=pass_fds)
         if rc != 0:
             raise ServerError("apache2 -k start failed (rc %d):\n%s\n"
                               "--- error log ---\n%s"

@@ -190,3 +190,24 @@ Listen 127.0.0.1:{port_vhost}
     pools = {s[3] for s in httpd.started()}
     assert pools == {"%s:%s" % (DEFAULT_USER, www.group)}, pools
     httpd.stop()
+
+
+def test_cgi_gets_nothing_apache2_inherited(httpd, users, tmp_path):
+    """A descriptor open in whatever started apache2 (a shell, a
+    deployment tool) stays out of the tenants' programs: they run as
+    other users than the one who started the server."""
+    secret = tmp_path / "launcher-file"
+    secret.write_text("the launcher's\n")
+    fd = os.open(secret, os.O_RDONLY)
+    try:
+        os.set_inheritable(fd, True)
+        httpd.write_config(POOLS)
+        httpd.start(pass_fds=(fd,))
+    finally:
+        os.close(fd)
+    for name in ("pcalice", "default"):
+        r = http_get(httpd.port(name), CGI)
+        assert r.status == 200, r
+        assert r.ident["fds"] == "", "CGI of %s inherited: %s" % (
+            name, r.ident["fds"])
+    httpd.stop()
