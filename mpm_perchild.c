@@ -498,6 +498,23 @@ static void perchild_hooks(apr_pool_t *p)
     pc_status_register_hooks(p);
 }
 
+/* Other MPMs' sizing directives: an administrator who brings them along
+ * learns why they do not apply, not that they are "perhaps misspelled". */
+static const char *not_perchild(cmd_parms *cmd, void *dummy,
+                                const char *arg)
+{
+    return apr_psprintf(cmd->pool, "%s has no meaning under perchild: "
+                        "every child keeps ThreadsPerChild threads, and a "
+                        "pool has the children its ChildPerUserID gives "
+                        "(NumServers if none).  Remove it, or put it in "
+                        "<IfModule> for the MPM it is meant for",
+                        cmd->cmd->name);
+}
+
+#define PC_NOT_PERCHILD(name) \
+    AP_INIT_TAKE1(name, not_perchild, NULL, RSRC_CONF, \
+        "another MPM's directive, refused with its reason")
+
 static const command_rec perchild_cmds[] = {
     LISTEN_COMMANDS,
     AP_INIT_TAKE_ARGV("ChildPerUserID", set_child_per_user, NULL, RSRC_CONF,
@@ -533,6 +550,13 @@ static const command_rec perchild_cmds[] = {
     AP_INIT_TAKE1("ServerLimit", set_server_limit, NULL, RSRC_CONF,
         "Upper limit of children of all pools for this run of httpd"),
     AP_GRACEFUL_SHUTDOWN_TIMEOUT_COMMAND,
+    PC_NOT_PERCHILD("StartServers"),
+    PC_NOT_PERCHILD("MinSpareThreads"),
+    PC_NOT_PERCHILD("MaxSpareThreads"),
+    PC_NOT_PERCHILD("MaxRequestWorkers"),
+    PC_NOT_PERCHILD("MaxClients"),
+    PC_NOT_PERCHILD("MinSpareServers"),
+    PC_NOT_PERCHILD("MaxSpareServers"),
     { NULL }
 };
 

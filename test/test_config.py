@@ -151,6 +151,12 @@ BAD = [
     ("affinity-in-vhost", "",
      "AssignUserID pcalice pcalice\n    PerchildCPUAffinity On",
      "PerchildCPUAffinity", r"VirtualHost"),
+    ("worker-maxrequestworkers", "MaxRequestWorkers 150", "",
+     "MaxRequestWorkers", r"no meaning under perchild.*ThreadsPerChild"),
+    ("worker-startservers", "StartServers 3", "", "StartServers",
+     r"no meaning under perchild"),
+    ("prefork-maxspareservers", "MaxSpareServers 10", "", "MaxSpareServers",
+     r"no meaning under perchild"),
 ]
 
 
