@@ -48,9 +48,12 @@ APLOG_USE_MODULE(mpm_perchild);
 #define PC_FAST_DEATHS    5
 /* ... for this long. */
 #define PC_HOLD_OFF       apr_time_from_sec(10)
+/* A child killed by SIGKILL that soon is replaced after this long. */
+#define PC_KILLED_PAUSE   apr_time_from_sec(1)
 
 /* Per-generation parent state, in pconf. */
 static apr_time_t *slot_started;   /* when each slot's child was forked */
+static apr_time_t *slot_paused;    /* no new child in the slot before */
 static int *pool_disabled;         /* 1: cannot drop privileges */
 /* In shared memory, so that children see it: 1 while a pool is disabled
  * or held off.  Only the parent may write it (a tenant that could would
@@ -204,17 +207,23 @@ static void ensure_pool_state(void)
 {
     int n = pc_conf->pools->nelts;
 
-    /* Hold-offs survive graceful restarts only while the pool count
-     * stays; a changed configuration starts afresh. */
-    if (pc_retained->pool_state_size != n) {
+    /* Every generation tries every pool afresh: a restart is what an
+     * administrator does after fixing what made a pool's children die,
+     * and a pool that still cannot run is held off again within
+     * seconds. */
+    if (pc_retained->pool_state_size < n) {
         pc_retained->pool_fail_until = apr_pcalloc(ap_pglobal,
                                                    n * sizeof(apr_time_t));
         pc_retained->pool_fast_deaths = apr_pcalloc(ap_pglobal,
                                                     n * sizeof(int));
         pc_retained->pool_state_size = n;
     }
+    memset(pc_retained->pool_fail_until, 0, n * sizeof(apr_time_t));
+    memset(pc_retained->pool_fast_deaths, 0, n * sizeof(int));
     slot_started = apr_pcalloc(pc_pconf, pc_conf->server_limit
                                          * sizeof(apr_time_t));
+    slot_paused = apr_pcalloc(pc_pconf, pc_conf->server_limit
+                                        * sizeof(apr_time_t));
     pool_disabled = apr_pcalloc(pc_pconf, n * sizeof(int));
     map_pool_down(n);       /* unmapped with pconf, at the generation's end */
     retire_gone_pools();
@@ -443,7 +452,8 @@ static void fill_slots(server_rec *s)
             && pc_slots_gen(i) == pc_retained->mpm->my_generation) {
             continue;
         }
-        if (pool < 0 || !pool_may_start(pool, now)) {
+        if (pool < 0 || !pool_may_start(pool, now)
+            || now < slot_paused[i]) {
             continue;
         }
         if (make_child(s, i) < 0) {
@@ -498,6 +508,13 @@ static void child_died(int slot, int processed, int status,
         /* A clean exit (MaxConnectionsPerChild) or a long life: not a
          * crash loop. */
         pc_retained->pool_fast_deaths[pool] = 0;
+        return;
+    }
+    if (APR_PROC_CHECK_SIGNALED(why) && status == SIGKILL) {
+        /* Killed from outside (an administrator, the OOM killer), not a
+         * crash: replaced, only not at once, and the pool's vhosts are
+         * not answered 503 meanwhile, as for a pool held off. */
+        slot_paused[slot] = now + PC_KILLED_PAUSE;
         return;
     }
     if (++pc_retained->pool_fast_deaths[pool] >= PC_FAST_DEATHS) {

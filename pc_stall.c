@@ -357,6 +357,7 @@ static void check_channel(int pool, int way, int fd, int live,
     watch_t *w = &watches[pool * watch_ways + way];
     const pc_pool_t *pl = pc_pools_get(pool);
     apr_uint64_t life;
+    int down;
 
     if (!has_records(fd)) {
         w->since = 0;
@@ -370,13 +371,23 @@ static void check_channel(int pool, int way, int fd, int live,
         w->stalled = 0;
         return;
     }
-    if ((!w->stalled
+    /* A pool the parent keeps down (held off after fast deaths, or
+     * unable to start) will not take its queue before the hold-off ends:
+     * no reason to keep those clients waiting. */
+    down = pc_parent_pool_down(pool);
+    if ((!w->stalled && !down
          && now - w->since < apr_time_from_sec(pc_conf->queue_timeout))
         || helper_pid > 0 || !readers_not_busy(pl, way, live)
         || !helper_start(fd, pl)) {
         return;
     }
-    if (!w->stalled) {
+    if (!w->stalled && down) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     "PC0321: pool %s is kept down (PC0205, PC0206): "
+                     "answering the connections waiting in its channel "
+                     "with 503", pc_pools_label(pl));
+    }
+    else if (!w->stalled) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                      "PC0318: pool %s took no connection from its channel "
                      "for %d seconds (its children are stopped, or do not "

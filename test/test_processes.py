@@ -2,7 +2,9 @@
 
 import os
 import select
+import signal
 import socket
+import threading
 import time
 from collections import Counter
 
@@ -270,4 +272,93 @@ def test_ip_vhost_listener_is_its_owners_alone(httpd, users):
         assert r.status == 200 and int(r.ident["uid"]) == carol, (host, r)
     r = http_get(port, CGI, host="c.test")
     assert r.status == 200 and int(r.ident["uid"]) == users["pcalice"].uid
+    httpd.stop()
+
+
+CRASHY = """
+ThreadsPerChild 3
+ChildPerUserID pcalice pcalice
+Listen 127.0.0.1:{port_shared}
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName c.test
+    AssignUserID pccarol pccarol
+</VirtualHost>
+"""
+
+
+def kill_young_children(httpd, uid, sig, times):
+    """Kills the pool's (single) child with `sig` right after each start,
+    `times` times: each a death within seconds of its start."""
+    last = None
+    for _ in range(times):
+        pid = wait_until(lambda: next((c.pid for c in httpd.children()
+                                       if c.uid == uid and c.pid != last),
+                                      None), 5)
+        assert pid, "no new child of uid %d: %s" % (uid, httpd.children())
+        os.kill(pid, sig)
+        last = pid
+    return last
+
+
+def test_children_killed_from_outside_are_no_crash_loop(httpd, users):
+    """SIGKILL is what an administrator or the OOM killer sends: a pool
+    whose young children are killed that way is replaced each time, not
+    held off as crashing (whose vhosts would get 503 meanwhile)."""
+    httpd.write_config(CRASHY)
+    httpd.start()
+    port = httpd.port("shared")
+    carol = users["pccarol"].uid
+    kill_young_children(httpd, carol, signal.SIGKILL, 6)
+    r = wait_until(lambda: (lambda x: x if x.status == 200 else None)(
+        http_get(port, CGI, host="c.test", timeout=5)), 5)
+    assert r and int(r.ident["uid"]) == carol, r
+    assert "PC0206" not in httpd.error_log(), httpd.error_log()[-2000:]
+    httpd.stop()
+
+
+def test_queue_of_a_pool_held_off_answered_at_once(httpd, users):
+    """Connections waiting in a pool's channel when the parent starts
+    holding the pool off (its children crash right after start) get 503
+    at once, not after the hold-off or PerchildQueueTimeout (10 s)."""
+    httpd.write_config(CRASHY)
+    httpd.start()
+    port = httpd.port("shared")
+    carol = users["pccarol"].uid
+    victim = kill_young_children(httpd, carol, signal.SIGSEGV, 4)
+    victim = wait_until(lambda: next((c.pid for c in httpd.children()
+                                      if c.uid == carol
+                                      and c.pid != victim), None), 5)
+    assert victim, httpd.children()
+    os.kill(victim, signal.SIGSTOP)
+    clients, results = [], []
+
+    def ask(kc):
+        results.append(kc.get(CGI, "c.test"))
+    try:
+        for _ in range(3):
+            kc = KeepAliveClient(port, timeout=15)
+            assert kc.get(CGI, "a.test").status == 200
+            clients.append(kc)
+        threads = [threading.Thread(target=ask, args=(kc,))
+                   for kc in clients]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)               # passed to carol's channel by now
+        os.kill(victim, signal.SIGSEGV)
+        started = time.monotonic()
+        os.kill(victim, signal.SIGCONT)
+        for t in threads:
+            t.join(15)
+        waited = time.monotonic() - started
+    finally:
+        for kc in clients:
+            kc.close()
+    assert "PC0206: children of pool pccarol" in httpd.error_log()
+    assert [r.status for r in results] == [503] * 3, results
+    assert waited < 4, "the queue waited %.1f s" % waited
+    assert "PC0321" in httpd.error_log()
     httpd.stop()
