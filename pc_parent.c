@@ -663,6 +663,7 @@ static void log_started(apr_pool_t *plog, server_rec *s)
                  "PC0208: Server built: %s", ap_get_server_built());
     ap_log_command_line(plog, s);
     ap_log_mpm_common(s);
+    pc_pools_log_listeners(plog);
     pc_affinity_warn(s);
     if (ap_coredumpdir_configured) {
         /* pc_child.c keeps them so: see stay_untraceable there. */

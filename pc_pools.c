@@ -1004,7 +1004,6 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
         first = 0;
         for (lr = buckets[b]; lr != NULL; lr = lr->next, first++) {
             pc_listener_t *pl = apr_array_push(pc_conf->listeners);
-            char *addr = NULL;
 
             pl->lr = lr;
             pl->bucket = b;
@@ -1021,15 +1020,33 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
             pl->owner = listener_owner(s, lr);
             pl->tls = lr->protocol != NULL
                       && !strcasecmp(lr->protocol, "https");
-            apr_sockaddr_ip_get(&addr, lr->bind_addr);
-            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                         "PC0110: listener %s:%u is accepted by %s (%d "
-                         "bucket%s)", addr ? addr : "?",
-                         (unsigned)lr->bind_addr->port, acceptors(p, pl),
-                         nb, nb > 1 ? "s" : "");
         }
     }
     return OK;
+}
+
+/* Said once the error log is open (pc_pools_map_listeners runs before:
+ * its lines would reach only the terminal of the first pass). */
+void pc_pools_log_listeners(apr_pool_t *p)
+{
+    int i;
+
+    for (i = 0; i < pc_conf->listeners->nelts; i++) {
+        const pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
+                                                 pc_listener_t);
+        char *addr = NULL;
+
+        if (pl->bucket > 0) {
+            continue;
+        }
+        apr_sockaddr_ip_get(&addr, pl->lr->bind_addr);
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                     "PC0110: listener %s:%u is accepted by %s (%d "
+                     "bucket%s)", addr ? addr : "?",
+                     (unsigned)pl->lr->bind_addr->port, acceptors(p, pl),
+                     pc_conf->num_buckets,
+                     pc_conf->num_buckets > 1 ? "s" : "");
+    }
 }
 
 /* Child i (counted from 0) of a pool of n takes bucket b when

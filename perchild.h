@@ -157,6 +157,7 @@ int pc_pools_pool_of_slot(int slot);
 int pc_pools_accepts(int pool, const pc_listener_t *pl);
 int pc_pools_takes_bucket(int pool, int slot, int bucket);
 void pc_pools_close_buckets(void);
+void pc_pools_log_listeners(apr_pool_t *p);
 const char *pc_pools_label(const pc_pool_t *pool);
 /* apache2 -S: each pool with its vhosts, on standard output. */
 void pc_pools_dump(apr_pool_t *p, server_rec *s);

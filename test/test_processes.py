@@ -1,6 +1,7 @@
 """The processes themselves: who runs them, how many, and their turnover."""
 
 import os
+import re
 import select
 import signal
 import socket
@@ -258,6 +259,11 @@ def test_ip_vhost_listener_is_its_owners_alone(httpd, users):
     httpd.start()
     port = httpd.port("web")
     carol = users["pccarol"].uid
+    # Said in the error log (not only on the terminal of the first pass).
+    assert wait_until(lambda: re.search(
+        r"PC0110: listener 127\.0\.0\.2:%d is accepted by pool "
+        r"pccarol:pccarol" % port, httpd.error_log()), 5), \
+        httpd.error_log()
     inode = listening_inode("127.0.0.2", port)
     assert inode, "nothing listens on 127.0.0.2:%d" % port
     kids = httpd.children()
