@@ -686,13 +686,25 @@ static void setup_signals(void)
 }
 
 /* A child runs as its tenant, and so do the tenant's CGI scripts: were
- * it dumpable, a script could trace it (ptrace, /proc/<pid>/mem,
- * pidfd_getfd) and take its client sockets, listeners and channel ends.
- * mod_unixd makes it dumpable again for CoreDumpDirectory; undone here,
- * whatever the other drop hooks did (pc_parent.c says so at start). */
+ * it dumpable by its user, a script could trace it (ptrace,
+ * /proc/<pid>/mem, pidfd_getfd) and take its client sockets, listeners
+ * and channel ends.  The change of user left it as the sysctl
+ * fs.suid_dumpable says: not dumpable (0), or dumpable by root only (2,
+ * which still gives core dumps).  mod_unixd would make it dumpable by
+ * its user for CoreDumpDirectory: it is told there is none before its
+ * hook runs, and whatever another hook did is undone after (pc_parent.c
+ * says so at start). */
+static void keep_dumpable_by_root_only(void)
+{
+    if (!pc_one_process) {
+        ap_coredumpdir_configured = 0;
+    }
+}
+
 static void stay_untraceable(void)
 {
-    if (!pc_one_process && prctl(PR_SET_DUMPABLE, 0) != 0) {
+    if (!pc_one_process && prctl(PR_GET_DUMPABLE) == 1
+        && prctl(PR_SET_DUMPABLE, 0) != 0) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, errno, ap_server_conf,
                      "PC0411: cannot make the child non-dumpable; exiting");
         clean_child_exit(APEXIT_CHILDFATAL);
@@ -746,6 +758,7 @@ static void init_child(int slot, int pool)
         publish_identity(pl);
     }
     /* Other modules' drop hooks (mod_unixd does nothing once not root). */
+    keep_dumpable_by_root_only();
     if (ap_run_drop_privileges(child.pchild, ap_server_conf)) {
         clean_child_exit(APEXIT_CHILDFATAL);
     }
