@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010      /* Linux 5.1 */
@@ -334,10 +335,15 @@ static void note_slot_child_killed(int slot)
     pc_slots_clear(slot);
 }
 
+/* Also httpd's callback for what its reclaim loops reaped, by pids they
+ * read from the scoreboard: a pid in a slot that is not the one the
+ * parent forked there was written by a tenant, and says nothing. */
 static void note_child_killed(int slot, pid_t pid, ap_generation_t gen)
 {
     if (slot != -1) {
-        note_slot_child_killed(slot);
+        if (pid == pc_slots_pid(slot)) {
+            note_slot_child_killed(slot);
+        }
     }
     else {
         const lost_t *lost = lost_take(pid);
@@ -481,7 +487,7 @@ static void child_died(int slot, int processed, int status,
     int pool = pc_pools_pool_of_slot(slot);
     apr_time_t now = apr_time_now();
 
-    note_child_killed(slot, 0, 0);
+    note_slot_child_killed(slot);
     if (pool < 0) {
         return;
     }
@@ -545,7 +551,7 @@ static void reap_one(apr_proc_t *pid, apr_exit_why_e why, int status)
             child_died(slot, processed, status, why);
         }
         else {
-            note_child_killed(slot, 0, 0);
+            note_slot_child_killed(slot);
         }
     }
     else if (ap_unregister_extra_mpm_process(pid->pid, &old_gen) == 1) {
@@ -608,24 +614,60 @@ static void server_main_loop(server_rec *s)
     }
 }
 
+/* httpd's reclaim found its children by the scoreboard, which any child
+ * can write: whatever child of the parent's own record is left (its pid
+ * hidden there by a tenant) is stopped now. */
+static void reclaim_leftovers(void)
+{
+    int i;
+
+    for (i = 0; i < pc_retained->max_daemons_limit; i++) {
+        pid_t pid = pc_slots_pid(i);
+
+        if (pid <= 0) {
+            continue;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == 0) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                         "PC0215: child %" APR_PID_T_FMT " (slot %d) was "
+                         "still running after the others stopped (its "
+                         "scoreboard entry was overwritten); killing it",
+                         pid, i);
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        note_slot_child_killed(i);
+    }
+}
+
 static void stop_ungraceful(void)
 {
     signal_children(AP_MPM_PODX_RESTART);
     pc_slots_publish();
     ap_reclaim_child_processes(1, note_child_killed);
+    reclaim_leftovers();
 }
 
+/* Reaps, from the parent's own record, children httpd's scoreboard-led
+ * relieve did not (see reclaim_leftovers); says whether any still runs. */
 static int any_child_alive(void)
 {
-    int i;
+    int i, alive = 0;
 
     for (i = 0; i < pc_retained->max_daemons_limit; i++) {
-        if (ap_mpm_safe_kill(pc_slots_pid(i), 0)
-            == APR_SUCCESS) {
-            return 1;
+        pid_t pid = pc_slots_pid(i);
+
+        if (pid <= 0) {
+            continue;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == 0) {
+            alive = 1;
+        }
+        else {
+            note_slot_child_killed(i);
         }
     }
-    return 0;
+    return alive;
 }
 
 /* graceful-stop: stop accepting, let in-flight requests finish (up to
@@ -668,9 +710,9 @@ static void log_started(apr_pool_t *plog, server_rec *s)
     if (ap_coredumpdir_configured) {
         /* pc_child.c keeps them so: see stay_untraceable there. */
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
-                     "PC0214: CoreDumpDirectory: children stay "
-                     "non-dumpable, or their tenants' scripts could trace "
-                     "them; for core dumps set the sysctl "
+                     "PC0214: CoreDumpDirectory: children are not made "
+                     "dumpable by their users, or their tenants' scripts "
+                     "could trace them; for core dumps set the sysctl "
                      "fs.suid_dumpable=2 (cores then belong to root)");
     }
 }

@@ -10,10 +10,12 @@ import pwd
 import re
 import signal
 import struct
+import threading
+import time
 
 import pytest
 
-from pchelpers import http_get, serve, wait_until
+from pchelpers import http_get, pid_alive, serve, wait_until
 
 CONF = """
 ThreadsPerChild 4
@@ -259,14 +261,13 @@ Listen 127.0.0.1:{port_default}
 """
 
 
-def overwrite_in_scoreboard(pid, old, new):
-    """Writes `new` over the first aligned 32-bit `old` in process `pid`'s
-    shared anonymous mappings (httpd's scoreboard): what in-process code
-    of any child can do, since every child maps it writable."""
-    want = struct.pack("=i", old)
+def scoreboard_address(pid, value):
+    """Address of the first aligned 32-bit `value` in process `pid`'s
+    shared anonymous mappings (httpd's scoreboard), or None."""
+    want = struct.pack("=i", value)
     with open("/proc/%d/maps" % pid) as f:
         maps = [line.split() for line in f]
-    with open("/proc/%d/mem" % pid, "r+b", buffering=0) as mem:
+    with open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
         for m in maps:
             if len(m) < 6 or m[1] != "rw-s" or not m[5].startswith(
                     "/dev/zero"):
@@ -276,10 +277,24 @@ def overwrite_in_scoreboard(pid, old, new):
             data = mem.read(min(end - start, 1 << 20))
             for off in range(0, len(data) - 3, 4):
                 if data[off:off + 4] == want:
-                    mem.seek(start + off)
-                    mem.write(struct.pack("=i", new))
-                    return True
-    return False
+                    return start + off
+    return None
+
+
+def poke(pid, address, value):
+    with open("/proc/%d/mem" % pid, "r+b", buffering=0) as mem:
+        mem.seek(address)
+        mem.write(struct.pack("=i", value))
+
+
+def overwrite_in_scoreboard(pid, old, new):
+    """Writes `new` over `old` in the scoreboard: what in-process code of
+    any child can do, since every child maps it writable."""
+    address = scoreboard_address(pid, old)
+    if address is None:
+        return False
+    poke(pid, address, new)
+    return True
 
 
 def test_child_replaced_though_its_scoreboard_pid_was_overwritten(
@@ -311,3 +326,42 @@ def test_child_replaced_though_its_scoreboard_pid_was_overwritten(
         assert r.status == 200 and int(r.ident["uid"]) == bob, r
     finally:
         h.stop()
+
+
+def test_stop_leaves_no_child_whose_scoreboard_pid_was_hidden(
+        httpd_factory, users):
+    """A tenant that keeps writing 0 over its child's pid in the scoreboard
+    (and keeps the child from stopping: here it is stopped by SIGSTOP)
+    must not make it outlive apache2 -k stop: httpd's own reclaim finds
+    children by the scoreboard, the parent by its own record."""
+    h = httpd_factory("scoreboard-stop")
+    h.write_config(SB_CONF)
+    h.start()
+    bob = users["pcbob"].uid
+    victim = wait_until(lambda: next((c.pid for c in h.children()
+                                      if c.uid == bob), None), 10)
+    assert victim, h.children()
+    address = scoreboard_address(h.pid, victim)
+    assert address, "pid %d not found in the scoreboard" % victim
+    parent = h.pid
+    os.kill(victim, signal.SIGSTOP)
+    halt = threading.Event()
+
+    def hide():
+        while not halt.is_set():
+            try:
+                poke(parent, address, 0)
+            except OSError:
+                return              # the parent is gone
+            time.sleep(0.001)
+    writer = threading.Thread(target=hide, daemon=True)
+    writer.start()
+    try:
+        h.stop()
+    finally:
+        halt.set()
+        writer.join(5)
+        left = pid_alive(victim)
+        if left:
+            os.kill(victim, signal.SIGKILL)
+    assert not left, "child %d outlived apache2 -k stop" % victim
