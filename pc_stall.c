@@ -135,6 +135,25 @@ static int process_stopped(pid_t pid)
     return p != NULL && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
 }
 
+/* A reader of way 'way' of 'pl' that is alive. */
+static int reader_alive(const pc_pool_t *pl, int i, int way, int live)
+{
+    pid_t pid = pc_slots_pid(pl->first_slot + i);
+
+    return reads_way(i, way, live) && pid > 0
+           && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+static int readers_running(const pc_pool_t *pl, int way, int live)
+{
+    int i, n = 0;
+
+    for (i = 0; i < pl->slots; i++) {
+        n += reader_alive(pl, i, way, live);
+    }
+    return n;
+}
+
 /* Can the readers not be merely busy: is none of them running (their
  * pool held off after crashes), is one of them stopped, or has one an
  * idle worker that does not take what waits? */
@@ -144,14 +163,12 @@ static int readers_not_busy(const pc_pool_t *pl, int way, int live)
 
     for (i = 0; i < pl->slots; i++) {
         int slot = pl->first_slot + i;
-        pid_t pid = pc_slots_pid(slot);
 
-        if (!reads_way(i, way, live) || pid <= 0
-            || (kill(pid, 0) != 0 && errno != EPERM)) {
+        if (!reader_alive(pl, i, way, live)) {
             continue;
         }
         running++;
-        if (process_stopped(pid)) {
+        if (process_stopped(pc_slots_pid(slot))) {
             return 1;
         }
         for (t = 0; t < pc_conf->threads_per_child; t++) {
@@ -372,9 +389,10 @@ static void check_channel(int pool, int way, int fd, int live,
         return;
     }
     /* A pool the parent keeps down (held off after fast deaths, or
-     * unable to start) will not take its queue before the hold-off ends:
-     * no reason to keep those clients waiting. */
-    down = pc_parent_pool_down(pool);
+     * unable to start) with no reader left will not take its queue
+     * before the hold-off ends: no reason to keep those clients
+     * waiting. */
+    down = pc_parent_pool_down(pool) && readers_running(pl, way, live) == 0;
     if ((!w->stalled && !down
          && now - w->since < apr_time_from_sec(pc_conf->queue_timeout))
         || helper_pid > 0 || !readers_not_busy(pl, way, live)
