@@ -723,33 +723,38 @@ static int addr_covers(const server_addr_rec *sar, const ap_listen_rec *lr,
     return lwild;
 }
 
-/* Is 'sar' exactly the address of 'lr', a listener bound to one? */
+/* How 'sar' names the address of 'lr', a listener bound to one: 2 with
+ * its port, 1 with any port ("IP:*"), 0 not at all. */
 static int addr_is(const server_addr_rec *sar, const ap_listen_rec *lr)
 {
-    return (sar->host_port == 0 || sar->host_port == lr->bind_addr->port)
-           && !apr_sockaddr_is_wildcard(sar->host_addr)
-           && apr_sockaddr_equal(sar->host_addr, lr->bind_addr);
+    if (apr_sockaddr_is_wildcard(sar->host_addr)
+        || !apr_sockaddr_equal(sar->host_addr, lr->bind_addr)) {
+        return 0;
+    }
+    return sar->host_port == lr->bind_addr->port ? 2
+           : sar->host_port == 0 ? 1 : 0;
 }
 
-/* Has a vhost the exact address of 'lr'?  Then httpd picks among those
- * vhosts only, for every connection on it (vhost.c's IP lookup comes
- * before the wildcard vhosts), whatever *:port vhosts there are. */
+/* Do vhosts name the exact address of 'lr'?  Then httpd picks among
+ * those vhosts only, for every connection on it (vhost.c looks the
+ * address up before the *:port vhosts: with its port first, else with
+ * any port).  Returns how they name it (see addr_is), 0 if none does. */
 static int has_exact_vhost(server_rec *s, ap_listen_rec *lr)
 {
     server_rec *vs;
     server_addr_rec *sar;
+    int best = 0;
 
     if (apr_sockaddr_is_wildcard(lr->bind_addr)) {
         return 0;
     }
     for (vs = s->next; vs != NULL; vs = vs->next) {
         for (sar = vs->addrs; sar != NULL; sar = sar->next) {
-            if (addr_is(sar, lr)) {
-                return 1;
-            }
+            int how = addr_is(sar, lr);
+            best = how > best ? how : best;
         }
     }
-    return 0;
+    return best;
 }
 
 static int listener_owner(server_rec *s, ap_listen_rec *lr)
@@ -764,7 +769,8 @@ static int listener_owner(server_rec *s, ap_listen_rec *lr)
 
         for (sar = vs->addrs; sar != NULL; sar = sar->next) {
             int all;
-            if (exact ? addr_is(sar, lr) : addr_covers(sar, lr, &all)) {
+            if (exact ? addr_is(sar, lr) == exact
+                      : addr_covers(sar, lr, &all)) {
                 hit = 1;
                 main_excluded |= exact || all;
             }

@@ -1,6 +1,7 @@
 """The processes themselves: who runs them, how many, and their turnover."""
 
 import os
+import pwd
 import re
 import select
 import signal
@@ -8,6 +9,8 @@ import socket
 import threading
 import time
 from collections import Counter
+
+import pytest
 
 from pchelpers import (DEFAULT_USER, KeepAliveClient, Proc, RawConnection,
                        http_get, proc_status, raw_request, wait_until)
@@ -250,12 +253,18 @@ def holds_socket(pid, inode):
     return False
 
 
-def test_ip_vhost_listener_is_its_owners_alone(httpd, users):
+@pytest.mark.parametrize("other", ["*:port", "ip:*"])
+def test_ip_vhost_listener_is_its_owners_alone(httpd, users, other):
     """A listener bound to an address that has a vhost of its own serves
-    only the vhosts of that address (httpd looks the address up before
+    only the vhosts of that address and port (httpd looks the address
+    and port up before the same address with any port, and both before
     the *:port vhosts), so only their pool accepts it: no other tenant
     reads those requests, none is handed off."""
-    httpd.write_config(IP_VHOST)
+    conf = IP_VHOST
+    if other == "ip:*":
+        conf = conf.replace("<VirtualHost *:{port_web}>",
+                            "<VirtualHost 127.0.0.2:*>")
+    httpd.write_config(conf)
     httpd.start()
     port = httpd.port("web")
     carol = users["pccarol"].uid
@@ -276,8 +285,11 @@ def test_ip_vhost_listener_is_its_owners_alone(httpd, users):
         with RawConnection(port, addr="127.0.0.2") as rc:
             r = rc.request(raw_request("GET", CGI, host))
         assert r.status == 200 and int(r.ident["uid"]) == carol, (host, r)
+    # 127.0.0.1: the *:port vhost, or (none there) the main server.
     r = http_get(port, CGI, host="c.test")
-    assert r.status == 200 and int(r.ident["uid"]) == users["pcalice"].uid
+    want = users["pcalice"].uid if other == "*:port" \
+        else pwd.getpwnam(DEFAULT_USER).pw_uid
+    assert r.status == 200 and int(r.ident["uid"]) == want, r
     httpd.stop()
 
 
