@@ -49,13 +49,16 @@ APLOG_USE_MODULE(mpm_perchild);
 #define PC_FAST_DEATHS    5
 /* ... for this long. */
 #define PC_HOLD_OFF       apr_time_from_sec(10)
-/* A child killed by SIGKILL that soon is replaced after this long. */
+/* A child killed by SIGKILL that soon is replaced after this long ... */
 #define PC_KILLED_PAUSE   apr_time_from_sec(1)
+/* ... and said at most this often per pool. */
+#define PC_KILLED_SAY     apr_time_from_sec(60)
 
 /* Per-generation parent state, in pconf. */
 static apr_time_t *slot_started;   /* when each slot's child was forked */
 static apr_time_t *slot_paused;    /* no new child in the slot before */
 static int *pool_disabled;         /* 1: cannot drop privileges */
+static apr_time_t *pool_killed_said;  /* last PC0216 */
 /* In shared memory, so that children see it: 1 while a pool is disabled
  * or held off.  Only the parent may write it (a tenant that could would
  * have another pool's vhosts answered 503 everywhere): a sealed memfd,
@@ -226,6 +229,7 @@ static void ensure_pool_state(void)
     slot_paused = apr_pcalloc(pc_pconf, pc_conf->server_limit
                                         * sizeof(apr_time_t));
     pool_disabled = apr_pcalloc(pc_pconf, n * sizeof(int));
+    pool_killed_said = apr_pcalloc(pc_pconf, n * sizeof(apr_time_t));
     map_pool_down(n);       /* unmapped with pconf, at the generation's end */
     retire_gone_pools();
 }
@@ -521,6 +525,17 @@ static void child_died(int slot, int processed, int status,
          * crash: replaced, only not at once, and the pool's vhosts are
          * not answered 503 meanwhile, as for a pool held off. */
         slot_paused[slot] = now + PC_KILLED_PAUSE;
+        if (now - pool_killed_said[pool] >= PC_KILLED_SAY) {
+            /* httpd says nothing of a SIGKILL; a loop of them would
+             * otherwise go unnoticed. */
+            pool_killed_said[pool] = now;
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                         "PC0216: a child of pool %s was killed (SIGKILL) "
+                         "%d ms after its start; replaced in a second "
+                         "(if this repeats: the OOM killer, a memory or "
+                         "CPU limit?)", pc_pools_label(pc_pools_get(pool)),
+                         (int)apr_time_as_msec(now - slot_started[slot]));
+        }
         return;
     }
     if (++pc_retained->pool_fast_deaths[pool] >= PC_FAST_DEATHS) {
