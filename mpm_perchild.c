@@ -30,6 +30,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <limits.h>
 
 
@@ -99,19 +101,27 @@ static const char *perchild_get_name(void)
     return MPM_NAME;
 }
 
+#ifndef CLOSE_RANGE_CLOEXEC
+#define PC_CLOSE_RANGE_CLOEXEC (1U << 2)
+#else
+#define PC_CLOSE_RANGE_CLOEXEC CLOSE_RANGE_CLOEXEC
+#endif
+
 /* Descriptors apache2 inherited from whatever started it (a shell, a
  * test harness, a deployment tool) would reach every tenant's CGI
  * scripts, which run as other users than the one who started it.  Marked
- * close-on-exec before any module opens its own: children keep them,
+ * close-on-exec at the first pre_config, before the listeners, logs and
+ * channels exist (those are close-on-exec anyway): children keep them,
  * programs they run do not (piped loggers get their standard descriptors
  * explicitly). */
 static void keep_inherited_from_scripts(void)
 {
-    DIR *dir = opendir("/proc/self/fd");
+    DIR *dir;
     struct dirent *de;
 
-    if (dir == NULL) {
-        return;
+    if (syscall(SYS_close_range, 3U, ~0U, PC_CLOSE_RANGE_CLOEXEC) == 0
+        || (dir = opendir("/proc/self/fd")) == NULL) {
+        return;             /* (Linux before 5.11: by /proc) */
     }
     while ((de = readdir(dir)) != NULL) {
         int fd = atoi(de->d_name), flags;
@@ -203,7 +213,7 @@ static int refuse_cgid(void)
     return !OK;
 }
 
-static int check_threads(int startup)
+static int check_threads(void)
 {
     /* A configuration at odds with itself fails (apache2 -t names it). */
     if (pc_conf->threads_per_child > pc_conf->thread_limit) {
@@ -239,10 +249,9 @@ static int check_threads(int startup)
 static int perchild_check_config(apr_pool_t *p, apr_pool_t *plog,
                                  apr_pool_t *ptemp, server_rec *s)
 {
-    int startup = (pc_retained->mpm->module_loads == 1);
     int first = !pc_retained->first_server_limit;
 
-    if (refuse_cgid() != OK || check_threads(startup) != OK) {
+    if (refuse_cgid() != OK || check_threads() != OK) {
         return !OK;
     }
     if (!first && pc_conf->server_limit_set

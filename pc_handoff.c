@@ -1209,8 +1209,6 @@ static const char *send_failure(apr_status_t rv)
            "passing it on failed";
 }
 
-/* Sends the record pass_on or give_back prepared, once httpd has let go
- * of the connection and just before the worker goes idle. */
 /* A request httpd parsed here and then let go counted as an access of
  * this worker (the end of a request does that); its owner counts it
  * again when it serves it.  server-status should count it once. */
@@ -1218,7 +1216,8 @@ static void uncount(conn_rec *c, pc_conn_t *pcc)
 {
     worker_score *ws;
 
-    if (!pcc->out_counted || c->sbh == NULL
+    /* (httpd counts only with ExtendedStatus, mod_status's default.) */
+    if (!pcc->out_counted || !ap_extended_status || c->sbh == NULL
         || (ws = ap_get_scoreboard_worker(c->sbh)) == NULL) {
         return;
     }
@@ -1234,6 +1233,8 @@ static void uncount(conn_rec *c, pc_conn_t *pcc)
     }
 }
 
+/* Sends the record pass_on or give_back prepared, once httpd has let go
+ * of the connection and just before the worker goes idle. */
 void pc_handoff_finish(conn_rec *c)
 {
     pc_conn_t *pcc = conn_state(c);

@@ -58,6 +58,8 @@ APLOG_USE_MODULE(mpm_perchild);
 static apr_time_t *slot_started;   /* when each slot's child was forked */
 static apr_time_t *slot_paused;    /* no new child in the slot before */
 static int *pool_disabled;         /* 1: cannot drop privileges */
+static apr_time_t *pool_fail_until;   /* held off until */
+static int *pool_fast_deaths;         /* in a row */
 static apr_time_t *pool_killed_said;  /* last PC0216 */
 /* In shared memory, so that children see it: 1 while a pool is disabled
  * or held off.  Only the parent may write it (a tenant that could would
@@ -215,15 +217,8 @@ static void ensure_pool_state(void)
      * administrator does after fixing what made a pool's children die,
      * and a pool that still cannot run is held off again within
      * seconds. */
-    if (pc_retained->pool_state_size < n) {
-        pc_retained->pool_fail_until = apr_pcalloc(ap_pglobal,
-                                                   n * sizeof(apr_time_t));
-        pc_retained->pool_fast_deaths = apr_pcalloc(ap_pglobal,
-                                                    n * sizeof(int));
-        pc_retained->pool_state_size = n;
-    }
-    memset(pc_retained->pool_fail_until, 0, n * sizeof(apr_time_t));
-    memset(pc_retained->pool_fast_deaths, 0, n * sizeof(int));
+    pool_fail_until = apr_pcalloc(pc_pconf, n * sizeof(apr_time_t));
+    pool_fast_deaths = apr_pcalloc(pc_pconf, n * sizeof(int));
     slot_started = apr_pcalloc(pc_pconf, pc_conf->server_limit
                                          * sizeof(apr_time_t));
     slot_paused = apr_pcalloc(pc_pconf, pc_conf->server_limit
@@ -291,18 +286,18 @@ static const lost_t *lost_take(pid_t pid)
  * as finishing, and busy, for as long as they stay idle. */
 static void settle_shared_slot(int slot)
 {
-    int t;
+    int t, running = pc_slots_pid(slot) != 0;
 
-    if (pc_slots_pid(slot) == 0
-        || pc_slots_gen(slot) != pc_retained->mpm->my_generation) {
+    if (running && pc_slots_gen(slot) != pc_retained->mpm->my_generation) {
         return;
     }
     for (t = 0; t < pc_conf->thread_limit; t++) {
         worker_score *ws = ap_get_scoreboard_worker_from_indexes(slot, t);
 
+        /* (A successor that is gone too left the slot empty.) */
         if (ws->status == SERVER_GRACEFUL) {
-            ws->status = t < pc_conf->threads_per_child ? SERVER_READY
-                                                        : SERVER_DEAD;
+            ws->status = running && t < pc_conf->threads_per_child
+                         ? SERVER_READY : SERVER_DEAD;
         }
     }
 }
@@ -443,7 +438,7 @@ static int make_child(server_rec *s, int slot)
 static int pool_may_start(int pool, apr_time_t now)
 {
     int may = !pool_disabled[pool]
-              && now >= pc_retained->pool_fail_until[pool];
+              && now >= pool_fail_until[pool];
 
     set_pool_down(pool, !may);
     return may;
@@ -517,7 +512,7 @@ static void child_died(int slot, int processed, int status,
         || now - slot_started[slot] >= PC_FAST_DEATH) {
         /* A clean exit (MaxConnectionsPerChild) or a long life: not a
          * crash loop. */
-        pc_retained->pool_fast_deaths[pool] = 0;
+        pool_fast_deaths[pool] = 0;
         return;
     }
     if (APR_PROC_CHECK_SIGNALED(why) && status == SIGKILL) {
@@ -538,9 +533,9 @@ static void child_died(int slot, int processed, int status,
         }
         return;
     }
-    if (++pc_retained->pool_fast_deaths[pool] >= PC_FAST_DEATHS) {
-        pc_retained->pool_fast_deaths[pool] = 0;
-        pc_retained->pool_fail_until[pool] = now + PC_HOLD_OFF;
+    if (++pool_fast_deaths[pool] >= PC_FAST_DEATHS) {
+        pool_fast_deaths[pool] = 0;
+        pool_fail_until[pool] = now + PC_HOLD_OFF;
         set_pool_down(pool, 1);
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                      "PC0206: children of pool %s die right after start; "

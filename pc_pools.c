@@ -495,10 +495,6 @@ static void log_short_pools(server_rec *s)
     }
 }
 
-/* Settles pools, their sizes and slots, and every vhost's pool.
- * At first start (and at -t) a configuration that does not fit is
- * refused; at a restart the scoreboard cannot grow, so what does not
- * fit is logged and left out. */
 /* How many vhosts (the main server counted) pool 'pool' serves. */
 static int vhosts_of(server_rec *s, int pool)
 {
@@ -606,8 +602,14 @@ void pc_pools_dump(apr_pool_t *p, server_rec *s)
             dump_pool(p, s, i);
         }
     }
+    /* httpd writes its own lines unbuffered: keep the order. */
+    fflush(stdout);
 }
 
+/* Settles pools, their sizes and slots, and every vhost's pool.
+ * At first start (and at -t) a configuration that does not fit is
+ * refused; at a restart the scoreboard cannot grow, so what does not
+ * fit is logged and left out. */
 int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
 {
     int i, wanted;

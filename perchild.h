@@ -103,9 +103,6 @@ typedef struct pc_retained_t {
     int max_daemons_limit;   /* highest slot used + 1 */
     int first_server_limit;  /* scoreboard size from the first start */
     int first_thread_limit;
-    apr_time_t *pool_fail_until;  /* parent: pool respawn hold-off */
-    int *pool_fast_deaths;
-    int pool_state_size;
     apr_pool_t *lost_pool;        /* parent: pools of previous generations' */
     apr_hash_t *lost;             /*   children still finishing, by pid */
     const char **slot_labels;     /* pool label of each slot's child */
