@@ -1329,7 +1329,11 @@ static const char misdirected_body[] =
  * or an HTTP/2 stream (its session's state lives here).  421 asks the
  * client to open a connection of its own, which goes to that pool before
  * its handshake or session starts.  Browsers send such requests when one
- * certificate covers both names. */
+ * certificate covers both names.  The answer comes from the first quick
+ * handler (answer_misdirected), before anything maps the request to that
+ * vhost's files: a request that ends there ends as a normal one, and the
+ * connection goes on serving this pool's sites (DONE here would end the
+ * connection, dropping requests pipelined after it). */
 static int misdirected(request_rec *r, const pc_pool_t *want)
 {
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
@@ -1338,10 +1342,20 @@ static int misdirected(request_rec *r, const pc_pool_t *want)
                   r->server->server_hostname, pc_pools_label(want),
                   r->connection->master != NULL ? "n HTTP/2" : " TLS",
                   pc_pools_label(pc_pools_get(pc_my_pool)));
+    apr_table_setn(r->notes, "perchild-misdirected", "1");
+    return DECLINED;
+}
+
+static int answer_misdirected(request_rec *r, int lookup)
+{
+    if (lookup || apr_table_get(r->notes, "perchild-misdirected") == NULL) {
+        return DECLINED;
+    }
     r->status = HTTP_MISDIRECTED_REQUEST;
     ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
+    ap_set_content_length(r, sizeof(misdirected_body) - 1);
     ap_rputs(misdirected_body, r);
-    return DONE;
+    return OK;
 }
 
 static int pass_on(request_rec *r, int owner)
@@ -2048,6 +2062,8 @@ void pc_handoff_register_hooks(apr_pool_t *p)
     ap_hook_insert_network_bucket(insert_network_bucket, NULL, NULL,
                                   APR_HOOK_REALLY_FIRST);
     ap_hook_log_transaction(skip_log, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_quick_handler(answer_misdirected, NULL, NULL,
+                          APR_HOOK_REALLY_FIRST);
     ap_hook_insert_error_filter(error_response, NULL, NULL,
                                 APR_HOOK_REALLY_FIRST);
     /* Just above the core's input filter: sees the bytes as read. */

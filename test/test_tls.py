@@ -10,6 +10,7 @@ the wrong uid.  Plain HTTP sent to the TLS port gets the 400 that worker
 gives, whichever child accepted it.
 """
 
+import re
 import socket
 import ssl
 import subprocess
@@ -119,9 +120,43 @@ def test_tls_other_vhost_on_same_connection_misdirected(tls, users):
         with ctx.wrap_socket(raw, server_hostname="a.test") as t:
             first = tls_request(t, "a.test")
             second = tls_request(t, "b.test")
-    assert first[0] == 200 and "uid=%d" % users["pcalice"].uid in first[1]
+            # The connection goes on serving its own site.
+            third = tls_request(t, "a.test")
+    alice = "uid=%d" % users["pcalice"].uid
+    assert first[0] == 200 and alice in first[1]
     assert second[0] == 421, second
     assert "uid=" not in second[1], second
+    assert third[0] == 200 and alice in third[1], third
+
+
+def test_tls_pipelined_past_a_misdirected_request(tls, users):
+    """Requests pipelined after one that gets 421 are still answered,
+    as worker answers them all (in order, on the same connection)."""
+    port = tls.port("tls")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="a.test") as t:
+            t.sendall(b"".join(raw_request("GET", "/cgi-bin/id.cgi", h)
+                               for h in ("a.test", "b.test", "a.test")))
+            t.settimeout(3)
+            data = b""
+            while data.count(b"HTTP/1.1 ") < 3 or not data.endswith(
+                    b"\r\n\r\n"):
+                try:
+                    chunk = t.recv(65536)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+    text = data.decode(errors="replace")
+    statuses = [int(s) for s in re.findall(r"^HTTP/1\.1 (\d{3})", text,
+                                           re.M)]
+    assert statuses == [200, 421, 200], text
+    uids = re.findall(r"^uid=(\d+)$", text, re.M)
+    assert uids == [str(users["pcalice"].uid)] * 2, text
 
 
 def tls_request(t, host):
