@@ -507,22 +507,26 @@ static void perchild_hooks(apr_pool_t *p)
     pc_status_register_hooks(p);
 }
 
-/* Other MPMs' sizing directives: an administrator who brings them along
- * learns why they do not apply, not that they are "perhaps misspelled". */
+/* Other MPMs' directives (worker's and prefork's sizing, mpm-itk's): an
+ * administrator who brings them along learns why they do not apply, not
+ * that they are "perhaps misspelled". */
 static const char *not_perchild(cmd_parms *cmd, void *dummy,
-                                const char *arg)
+                                const char *args)
 {
-    return apr_psprintf(cmd->pool, "%s has no meaning under perchild: "
-                        "every child keeps ThreadsPerChild threads, and a "
-                        "pool has the children its ChildPerUserID gives "
-                        "(NumServers if none).  Remove it, or put it in "
-                        "<IfModule> for the MPM it is meant for",
-                        cmd->cmd->name);
+    return apr_psprintf(cmd->pool, "%s has no meaning under perchild: %s.  "
+                        "Remove it, or put it in <IfModule> for the MPM "
+                        "it is meant for", cmd->cmd->name,
+                        (const char *)cmd->info);
 }
 
-#define PC_NOT_PERCHILD(name) \
-    AP_INIT_TAKE1(name, not_perchild, NULL, RSRC_CONF, \
+#define PC_NOT_PERCHILD(name, why) \
+    AP_INIT_RAW_ARGS(name, not_perchild, why, RSRC_CONF | ACCESS_CONF, \
         "another MPM's directive, refused with its reason")
+
+#define PC_SIZING "every child keeps ThreadsPerChild threads, and a pool " \
+    "has the children its ChildPerUserID gives (NumServers if none)"
+#define PC_ITK_ROOT "children never keep root or CAP_SETUID, and uid 0 " \
+    "and gid 0 are refused"
 
 static const command_rec perchild_cmds[] = {
     LISTEN_COMMANDS,
@@ -559,13 +563,24 @@ static const command_rec perchild_cmds[] = {
     AP_INIT_TAKE1("ServerLimit", set_server_limit, NULL, RSRC_CONF,
         "Upper limit of children of all pools for this run of httpd"),
     AP_GRACEFUL_SHUTDOWN_TIMEOUT_COMMAND,
-    PC_NOT_PERCHILD("StartServers"),
-    PC_NOT_PERCHILD("MinSpareThreads"),
-    PC_NOT_PERCHILD("MaxSpareThreads"),
-    PC_NOT_PERCHILD("MaxRequestWorkers"),
-    PC_NOT_PERCHILD("MaxClients"),
-    PC_NOT_PERCHILD("MinSpareServers"),
-    PC_NOT_PERCHILD("MaxSpareServers"),
+    PC_NOT_PERCHILD("StartServers", PC_SIZING),
+    PC_NOT_PERCHILD("MinSpareThreads", PC_SIZING),
+    PC_NOT_PERCHILD("MaxSpareThreads", PC_SIZING),
+    PC_NOT_PERCHILD("MaxRequestWorkers", PC_SIZING),
+    PC_NOT_PERCHILD("MaxClients", PC_SIZING),
+    PC_NOT_PERCHILD("MinSpareServers", PC_SIZING),
+    PC_NOT_PERCHILD("MaxSpareServers", PC_SIZING),
+    PC_NOT_PERCHILD("AssignUserIDExpr", "the identity is fixed per vhost "
+                    "(AssignUserID inside <VirtualHost>)"),
+    PC_NOT_PERCHILD("AssignGroupIDExpr", "the identity is fixed per vhost "
+                    "(AssignUserID inside <VirtualHost>)"),
+    PC_NOT_PERCHILD("MaxClientsVHost", "a vhost's pool serves at most its "
+                    "children times ThreadsPerChild connections at once "
+                    "(ChildPerUserID)"),
+    PC_NOT_PERCHILD("NiceValue", "children run at the parent's priority"),
+    PC_NOT_PERCHILD("LimitUIDRange", PC_ITK_ROOT),
+    PC_NOT_PERCHILD("LimitGIDRange", PC_ITK_ROOT),
+    PC_NOT_PERCHILD("EnableCapabilities", PC_ITK_ROOT),
     { NULL }
 };
 

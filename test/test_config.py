@@ -157,6 +157,15 @@ BAD = [
      r"no meaning under perchild"),
     ("prefork-maxspareservers", "MaxSpareServers 10", "", "MaxSpareServers",
      r"no meaning under perchild"),
+    ("itk-maxclientsvhost", "",
+     "AssignUserID pcalice pcalice\n    MaxClientsVHost 50",
+     "MaxClientsVHost", r"no meaning under perchild.*ThreadsPerChild"),
+    ("itk-assignuseridexpr", "",
+     "AssignUserID pcalice pcalice\n    <Directory /tmp>\n"
+     "        AssignUserIDExpr \"pcalice\"\n    </Directory>",
+     "AssignUserIDExpr", r"no meaning under perchild.*fixed per vhost"),
+    ("itk-limituidrange", "LimitUIDRange 1000 2000", "", "LimitUIDRange",
+     r"no meaning under perchild.*root"),
 ]
 
 
