@@ -445,7 +445,12 @@ static const char *set_assign_user(cmd_parms *cmd, void *d, const char *user,
     const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
 
     if (err != NULL) {
-        return err;
+        /* mpm-itk allows it there; say what to do instead. */
+        return "AssignUserID: only allowed directly inside <VirtualHost>: "
+               "perchild has no per-directory identity.  Serve that "
+               "content from a vhost of its own, or (if it names the "
+               "vhost's own user) put the line in <IfModule "
+               "mpm_itk_module>";
     }
     if (!cmd->server->is_virtual) {
         return "AssignUserID: only allowed inside <VirtualHost>; the main "
@@ -548,7 +553,8 @@ static const command_rec perchild_cmds[] = {
         "Seconds a connection passed to a pool may wait while the pool's "
         "children are stopped or take no work; then it gets 503 (0: wait "
         "for ever)"),
-    AP_INIT_TAKE2("AssignUserID", set_assign_user, NULL, RSRC_CONF,
+    AP_INIT_TAKE2("AssignUserID", set_assign_user, NULL,
+                  RSRC_CONF | ACCESS_CONF,
         "user group: the pool that serves this virtual host"),
     AP_INIT_TAKE1("NumServers", set_num_servers, NULL, RSRC_CONF,
         "Children in each pool whose size is not given"),

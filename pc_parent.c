@@ -716,6 +716,7 @@ static void log_started(apr_pool_t *plog, server_rec *s)
     ap_log_command_line(plog, s);
     ap_log_mpm_common(s);
     pc_pools_log_listeners(plog);
+    pc_pools_log_implicit(plog);
     pc_affinity_warn(s);
     if (ap_coredumpdir_configured) {
         /* pc_child.c keeps them so: see stay_untraceable there. */

@@ -297,39 +297,39 @@ static int second_startup_pass(void)
 /* Beyond this many implicit pools, one line names them all. */
 #define PC_IMPLICIT_LINES 3
 
+static int implicit(const pc_pool_t *pl)
+{
+    return pl->first_vhost != NULL;
+}
+
 /* Says which AssignUserID identities got an implicit pool: a line each
  * (with the first vhost that names it) for a few, one line for many (a
  * host moved from mpm-itk may have hundreds, and each apache2 -t would
- * print them all).  first[i] is pool i's first vhost, or NULL. */
-static void log_implicit_pools(apr_pool_t *p, server_rec **first, int n,
-                               int startup)
+ * print them all).  'level' may carry APLOG_STARTUP (the terminal). */
+static void log_implicit_pools(apr_pool_t *p, int level)
 {
-    int level = APLOG_NOTICE | (startup ? APLOG_STARTUP : 0);
-    int i, count = 0, named = 0;
+    int i, n = pc_conf->pools->nelts, count = 0, named = 0;
     const char *names = "";
 
-    if (second_startup_pass()) {
-        return;
-    }
     for (i = 0; i < n; i++) {
-        count += first[i] != NULL;
+        count += implicit(pc_pools_get(i));
     }
     /* Implicit pools come in the reverse of the configuration's order
      * (as httpd lists vhosts): name them in its order. */
     for (i = n - 1; i >= 0; i--) {
         const pc_pool_t *pl = pc_pools_get(i);
+        const server_rec *vs = pl->first_vhost;
 
-        if (first[i] == NULL) {
+        if (!implicit(pl)) {
             continue;
         }
         if (count <= PC_IMPLICIT_LINES) {
-            ap_log_error(APLOG_MARK, level, 0, first[i],
+            ap_log_error(APLOG_MARK, level, 0, vs,
                          "PC0102: AssignUserID %s %s (vhost %s) has no "
                          "ChildPerUserID: giving it an implicit pool of %d "
                          "child(ren) (NumServers)", pl->user_name,
-                         pl->group_name, first[i]->server_hostname
-                         ? first[i]->server_hostname : "?",
-                         pl->num_children);
+                         pl->group_name, vs->server_hostname
+                         ? vs->server_hostname : "?", pl->num_children);
         }
         else if (named++ < 10) {
             names = apr_pstrcat(p, names, named > 1 ? ", " : "", pl->label,
@@ -346,17 +346,19 @@ static void log_implicit_pools(apr_pool_t *p, server_rec **first, int n,
     }
 }
 
+/* For the error log, once it is open (each generation). */
+void pc_pools_log_implicit(apr_pool_t *p)
+{
+    log_implicit_pools(p, APLOG_NOTICE);
+}
+
 /* Gives every vhost with AssignUserID its pool, creating implicit pools
  * for identities no ChildPerUserID declared. */
 static void assign_vhosts(apr_pool_t *p, server_rec *s, int startup)
 {
-    server_rec *vs, **first;
-    int declared = pc_conf->pools->nelts, n = declared;
+    server_rec *vs;
+    int declared = pc_conf->pools->nelts;
 
-    for (vs = s; vs != NULL; vs = vs->next) {
-        n++;
-    }
-    first = apr_pcalloc(p, n * sizeof(*first));
     for (vs = s; vs != NULL; vs = vs->next) {
         pc_server_conf_t *sc = PC_SERVER_CONF(vs);
         pc_pool_t *pl;
@@ -374,14 +376,18 @@ static void assign_vhosts(apr_pool_t *p, server_rec *s, int startup)
         if (pl->index >= declared) {
             /* httpd lists vhosts last first: the last seen is the
              * first in the configuration. */
-            first[pl->index] = vs;
+            pl->first_vhost = vs;
             pl->origin = apr_psprintf(p, "AssignUserID in vhost %s:%d",
                                       vs->defn_name ? vs->defn_name : "?",
                                       vs->defn_line_number);
         }
         sc->pool = pl->index;
     }
-    log_implicit_pools(p, first, pc_conf->pools->nelts, startup);
+    /* On the terminal of the first pass (apache2 -t, -S, -k start); the
+     * error log gets it when it opens (pc_parent.c). */
+    if (startup && !second_startup_pass()) {
+        log_implicit_pools(p, APLOG_NOTICE | APLOG_STARTUP);
+    }
 }
 
 /* The pool's supplementary groups, as initgroups() would set them.
@@ -538,6 +544,7 @@ static void warn_unused_pools(server_rec *s, int startup)
 static const char *vhost_names(apr_pool_t *p, server_rec *s, int pool)
 {
     apr_array_header_t *all = apr_array_make(p, 16, sizeof(server_rec *));
+    apr_hash_t *seen = apr_hash_make(p);
     const char *names = "";
     server_rec *vs;
     int i, n = 0;
@@ -547,20 +554,34 @@ static const char *vhost_names(apr_pool_t *p, server_rec *s, int pool)
             APR_ARRAY_PUSH(all, server_rec *) = vs;
         }
     }
+    /* The same name on two ports (http and https) is said once. */
+    for (i = 0; i < all->nelts; i++) {
+        vs = APR_ARRAY_IDX(all, i, server_rec *);
+        if (vs->server_hostname != NULL) {
+            apr_hash_set(seen, vs->server_hostname, APR_HASH_KEY_STRING,
+                         vs);
+        }
+    }
     if (PC_SERVER_CONF(s)->pool == pool) {
         names = "main server";
         n++;
     }
     /* httpd lists vhosts last first. */
-    for (i = all->nelts - 1; i >= 0 && n < PC_DUMP_NAMES; i--, n++) {
+    for (i = all->nelts - 1; i >= 0; i--) {
         vs = APR_ARRAY_IDX(all, i, server_rec *);
-        names = apr_pstrcat(p, names, n > 0 ? ", " : "",
-                            vs->server_hostname ? vs->server_hostname : "?",
-                            NULL);
+        if (vs->server_hostname != NULL
+            && apr_hash_get(seen, vs->server_hostname, APR_HASH_KEY_STRING)
+               != vs) {
+            continue;     /* another vhost of that name comes first */
+        }
+        if (n++ < PC_DUMP_NAMES) {
+            names = apr_pstrcat(p, names, n > 1 ? ", " : "",
+                                vs->server_hostname ? vs->server_hostname
+                                                    : "?", NULL);
+        }
     }
-    if (all->nelts + (PC_SERVER_CONF(s)->pool == pool) > PC_DUMP_NAMES) {
-        names = apr_psprintf(p, "%s, ... (%d in all)", names,
-                             all->nelts + (PC_SERVER_CONF(s)->pool == pool));
+    if (n > PC_DUMP_NAMES) {
+        names = apr_psprintf(p, "%s, ... (%d in all)", names, n);
     }
     return n > 0 ? names : "(no vhost)";
 }

@@ -56,6 +56,7 @@ typedef struct pc_pool_t {
     int first_slot;          /* first scoreboard slot of the pool */
     int slots;               /* slots actually given (<= num_children) */
     const char *origin;      /* where it was declared, for messages */
+    server_rec *first_vhost; /* implicit pools: the first that names it */
     const char *label;       /* "user:group", for logs and mod_status */
     gid_t *groups;           /* supplementary groups, resolved by the */
     int ngroups;             /*   parent (getgrouplist) at config time */
@@ -155,6 +156,7 @@ int pc_pools_accepts(int pool, const pc_listener_t *pl);
 int pc_pools_takes_bucket(int pool, int slot, int bucket);
 void pc_pools_close_buckets(void);
 void pc_pools_log_listeners(apr_pool_t *p);
+void pc_pools_log_implicit(apr_pool_t *p);
 const char *pc_pools_label(const pc_pool_t *pool);
 /* apache2 -S: each pool with its vhosts, on standard output. */
 void pc_pools_dump(apr_pool_t *p, server_rec *s);

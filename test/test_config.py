@@ -166,6 +166,10 @@ BAD = [
      "AssignUserIDExpr", r"no meaning under perchild.*fixed per vhost"),
     ("itk-limituidrange", "LimitUIDRange 1000 2000", "", "LimitUIDRange",
      r"no meaning under perchild.*root"),
+    ("assign-in-directory", "",
+     "AssignUserID pcalice pcalice\n    <Directory /tmp>\n"
+     "        AssignUserID pcbob pcbob\n    </Directory>",
+     "AssignUserID", r"no per-directory identity"),
 ]
 
 

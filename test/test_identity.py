@@ -141,6 +141,8 @@ Listen 127.0.0.1:{port_pccarol}
     log = httpd.error_log()
     lines = [l for l in log.splitlines() if "pool" in l and "pccarol" in l]
     assert lines, "no log line names pccarol's pool:\n" + log
+    # The notice reaches the error log, not only the starting terminal.
+    assert "PC0102: AssignUserID pccarol pccarol (vhost c.test)" in log, log
     carol = users["pccarol"].uid
     assert any(c.uid == carol for c in httpd.children()), httpd.children()
     httpd.stop()
