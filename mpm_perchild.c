@@ -119,9 +119,14 @@ static void keep_inherited_from_scripts(void)
     DIR *dir;
     struct dirent *de;
 
-    if (syscall(SYS_close_range, 3U, ~0U, PC_CLOSE_RANGE_CLOEXEC) == 0
-        || (dir = opendir("/proc/self/fd")) == NULL) {
-        return;             /* (Linux before 5.11: by /proc) */
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 3U, ~0U, PC_CLOSE_RANGE_CLOEXEC) == 0) {
+        return;
+    }
+#endif
+    /* (Linux before 5.11: by /proc) */
+    if ((dir = opendir("/proc/self/fd")) == NULL) {
+        return;
     }
     while ((de = readdir(dir)) != NULL) {
         int fd = atoi(de->d_name), flags;

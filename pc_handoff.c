@@ -1324,24 +1324,58 @@ static const char misdirected_body[] =
     "421 Misdirected Request: this connection was made for another site; "
     "please connect again.\n";
 
+/* The 421 at once: httpd runs nothing more of the request (DONE), and
+ * ends an HTTP/1 connection after it ('close' says so to the client); an
+ * HTTP/2 stream ends alone. */
+static int misdirected_now(request_rec *r, int close)
+{
+    if (close) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+    }
+    r->status = HTTP_MISDIRECTED_REQUEST;
+    ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
+    ap_rputs(misdirected_body, r);
+    return DONE;
+}
+
 /* A request on a connection that cannot move, for another pool's vhost:
  * a TLS connection (made, by its server name, for a vhost of this pool)
  * or an HTTP/2 stream (its session's state lives here).  421 asks the
  * client to open a connection of its own, which goes to that pool before
  * its handshake or session starts.  Browsers send such requests when one
- * certificate covers both names.  The answer comes from the first quick
- * handler (answer_misdirected), before anything maps the request to that
- * vhost's files: a request that ends there ends as a normal one, and the
- * connection goes on serving this pool's sites (DONE here would end the
- * connection, dropping requests pipelined after it). */
+ * certificate covers both names.
+ *
+ * On HTTP/1, DONE would end the connection, dropping the requests
+ * pipelined after this one.  So the request is made the vhost the
+ * connection's server name picked (a vhost of this pool), so that
+ * nothing of the other vhost's configuration runs here (no other
+ * module's hook, ErrorDocument or log), and the first quick handler
+ * (answer_misdirected) answers, before anything maps the request to
+ * files: the request ends as a normal one, and the connection goes on. */
 static int misdirected(request_rec *r, const pc_pool_t *want)
 {
+    conn_rec *c = r->connection;
+    const char *name;
+    server_rec *own;
+
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "PC0316: request for vhost %s (pool %s) came on a%s "
                   "connection held by pool %s; answering 421",
                   r->server->server_hostname, pc_pools_label(want),
-                  r->connection->master != NULL ? "n HTTP/2" : " TLS",
+                  c->master != NULL ? "n HTTP/2" : " TLS",
                   pc_pools_label(pc_pools_get(pc_my_pool)));
+    if (c->master != NULL) {
+        return misdirected_now(r, 0);
+    }
+    name = ap_ssl_var_lookup(r->pool, r->server, c, r, "SSL_TLS_SNI");
+    own = pc_sni_vhost(c, name != NULL ? name : "");
+    if (own == NULL || PC_SERVER_CONF(own)->pool != pc_my_pool) {
+        return misdirected_now(r, 1);
+    }
+    r->server = own;
+    r->per_dir_config = own->lookup_defaults;
+    /* As httpd does when a request changes vhost. */
+    apr_socket_timeout_set(ap_get_conn_socket(c), own->timeout);
     apr_table_setn(r->notes, "perchild-misdirected", "1");
     return DECLINED;
 }

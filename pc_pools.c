@@ -324,7 +324,8 @@ static void log_implicit_pools(apr_pool_t *p, int level)
             continue;
         }
         if (count <= PC_IMPLICIT_LINES) {
-            ap_log_error(APLOG_MARK, level, 0, vs,
+            /* The main error log, not the tenant vhost's. */
+            ap_log_error(APLOG_MARK, level, 0, ap_server_conf,
                          "PC0102: AssignUserID %s %s (vhost %s) has no "
                          "ChildPerUserID: giving it an implicit pool of %d "
                          "child(ren) (NumServers)", pl->user_name,

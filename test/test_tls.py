@@ -11,6 +11,7 @@ gives, whichever child accepted it.
 """
 
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -43,6 +44,12 @@ SSLCertificateKeyFile {root}/tls/key.pem
 <VirtualHost 127.0.0.1:{port_tls}>
     ServerName b.test
     SSLEngine on
+    # A certificate of its own (a copy: mod_ssl tells vhosts apart by the
+    # file names) and an ErrorDocument: neither may come into play for a
+    # request of b.test on another pool's connection.
+    SSLCertificateFile {root}/tls/cert-b.pem
+    SSLCertificateKeyFile {root}/tls/key-b.pem
+    ErrorDocument 421 /no-such-page
     AssignUserID pcbob pcbob
 </VirtualHost>
 """
@@ -65,6 +72,8 @@ def tls(request, httpd_factory, dispatch_user):
                     "-nodes", "-days", "2", "-subj", "/CN=a.test",
                     "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
                    check=True, capture_output=True, timeout=60)
+    for name in ("cert", "key"):
+        shutil.copyfile(d / ("%s.pem" % name), d / ("%s-b.pem" % name))
     extra = "Protocols h2 http/1.1" if h.h2 else ""
     if request.param == "dispatch":
         extra += "\nDispatchUserID %s %s" % (DISPATCH_USER, DISPATCH_USER)
