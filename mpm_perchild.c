@@ -537,6 +537,8 @@ static const char *not_perchild(cmd_parms *cmd, void *dummy,
     "has the children its ChildPerUserID gives (NumServers if none)"
 #define PC_ITK_ROOT "children never keep root or CAP_SETUID, and uid 0 " \
     "and gid 0 are refused"
+#define PC_ITK_EXPR "the identity is fixed per vhost (AssignUserID inside " \
+    "<VirtualHost>)"
 
 static const command_rec perchild_cmds[] = {
     LISTEN_COMMANDS,
@@ -581,10 +583,8 @@ static const command_rec perchild_cmds[] = {
     PC_NOT_PERCHILD("MaxClients", PC_SIZING),
     PC_NOT_PERCHILD("MinSpareServers", PC_SIZING),
     PC_NOT_PERCHILD("MaxSpareServers", PC_SIZING),
-    PC_NOT_PERCHILD("AssignUserIDExpr", "the identity is fixed per vhost "
-                    "(AssignUserID inside <VirtualHost>)"),
-    PC_NOT_PERCHILD("AssignGroupIDExpr", "the identity is fixed per vhost "
-                    "(AssignUserID inside <VirtualHost>)"),
+    PC_NOT_PERCHILD("AssignUserIDExpr", PC_ITK_EXPR),
+    PC_NOT_PERCHILD("AssignGroupIDExpr", PC_ITK_EXPR),
     PC_NOT_PERCHILD("MaxClientsVHost", "a vhost's pool serves at most its "
                     "children times ThreadsPerChild connections at once "
                     "(ChildPerUserID)"),

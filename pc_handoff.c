@@ -1324,6 +1324,14 @@ static const char misdirected_body[] =
     "421 Misdirected Request: this connection was made for another site; "
     "please connect again.\n";
 
+static void write_misdirected(request_rec *r)
+{
+    r->status = HTTP_MISDIRECTED_REQUEST;
+    ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
+    ap_set_content_length(r, sizeof(misdirected_body) - 1);
+    ap_rputs(misdirected_body, r);
+}
+
 /* The 421 at once: httpd runs nothing more of the request (DONE), and
  * ends an HTTP/1 connection after it ('close' says so to the client); an
  * HTTP/2 stream ends alone. */
@@ -1332,9 +1340,7 @@ static int misdirected_now(request_rec *r, int close)
     if (close) {
         r->connection->keepalive = AP_CONN_CLOSE;
     }
-    r->status = HTTP_MISDIRECTED_REQUEST;
-    ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
-    ap_rputs(misdirected_body, r);
+    write_misdirected(r);
     return DONE;
 }
 
@@ -1385,10 +1391,7 @@ static int answer_misdirected(request_rec *r, int lookup)
     if (lookup || apr_table_get(r->notes, "perchild-misdirected") == NULL) {
         return DECLINED;
     }
-    r->status = HTTP_MISDIRECTED_REQUEST;
-    ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
-    ap_set_content_length(r, sizeof(misdirected_body) - 1);
-    ap_rputs(misdirected_body, r);
+    write_misdirected(r);
     return OK;
 }
 
