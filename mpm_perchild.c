@@ -515,6 +515,7 @@ static void perchild_hooks(apr_pool_t *p)
     ap_hook_mpm_get_name(perchild_get_name, NULL, NULL, APR_HOOK_MIDDLE);
     pc_handoff_register_hooks(p);
     pc_status_register_hooks(p);
+    pc_progs_register_hooks(p);
 }
 
 /* Other MPMs' directives (worker's and prefork's sizing, mpm-itk's): an

@@ -739,6 +739,7 @@ static void init_child(int slot, int pool)
     pc_handoff_child_init(pool, pc_one_process ? 0
                                 : pc_affinity_pin_child(pl, slot));
     pc_logs_child_init(pool);
+    pc_progs_child_init(pool);
     ap_reopen_scoreboard(child.pchild, NULL, 0);
 
     if (!pc_one_process) {

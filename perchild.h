@@ -21,6 +21,7 @@
  *   pc_handoff.c    the per-request ownership check     (pc_handoff_)
  *   pc_status.c     mod_status report                   (pc_status_)
  *   pc_logs.c       other pools' log descriptors out of a child (pc_logs_)
+ *   pc_progs.c      other users' programs' pipes out of a child (pc_progs_)
  *   pc_channel.c    descriptor channel, knows no HTTP   (pc_chan_)
  */
 
@@ -188,6 +189,10 @@ void pc_handoff_register_hooks(apr_pool_t *p);
 /* pc_logs.c */
 void pc_logs_wrap(apr_pool_t *pconf);
 void pc_logs_child_init(int pool);
+
+/* pc_progs.c */
+void pc_progs_register_hooks(apr_pool_t *p);
+void pc_progs_child_init(int pool);
 
 /* pc_status.c */
 void pc_status_register_hooks(apr_pool_t *p);
