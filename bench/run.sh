@@ -75,6 +75,9 @@ so="$top/.libs/mod_mpm_perchild.so"
 cc -O2 -Wall -Wextra -o "$top/bench/chanbench" "$top/bench/chanbench.c" \
     "$top/pc_channel.c"
 
+# bench/instructions.sh wants only the set-up above.
+[ -n "${PERCHILD_BENCH_SETUP_ONLY:-}" ] && exit 0
+
 echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo);" \
      "$(lscpu | sed -n 's/^Model name: *//p' | head -1); kernel $(uname -r)"
 echo "apache2: $(/usr/sbin/apache2 -v | sed -n 's/^Server version: //p');" \
