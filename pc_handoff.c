@@ -50,6 +50,7 @@
 #include "http_ssl.h"
 #include "util_filter.h"
 #include "apr_strings.h"
+#include "apr_atomic.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -58,6 +59,7 @@
 #include <sys/socket.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 APLOG_USE_MODULE(mpm_perchild);
@@ -351,6 +353,12 @@ static int needs_send_end(int pool, int to)
     return d < 0 || pool == d || to == d;
 }
 
+/* PC0301 at error level once a second per owner pool and process; the
+ * rest at debug, counted in the next error line.  A pool held off or
+ * stopped under load would otherwise write a line per request. */
+static apr_uint32_t *refusal_second;    /* per pool: last error line */
+static apr_uint32_t *refusal_quiet;     /* per pool: refusals since */
+
 /* A child keeps its own way's receiving ends (its way's and those of
  * retired ways that map onto it) and the sending ends it may use: it can
  * read no other pool's channel. */
@@ -359,6 +367,10 @@ void pc_handoff_child_init(int pool, int way)
     int i, w;
 
     my_way = way;
+    refusal_second = apr_pcalloc(pc_pconf, pc_conf->pools->nelts
+                                           * sizeof(apr_uint32_t));
+    refusal_quiet = apr_pcalloc(pc_pconf, pc_conf->pools->nelts
+                                          * sizeof(apr_uint32_t));
     for (i = 0; i < num_chans; i++) {
         for (w = 0; w < chan_ways[i]; w++) {
             int c = chan_base[i] + w;
@@ -861,11 +873,30 @@ static const char refusal_body[] =
 static void log_refusal(conn_rec *c, apr_status_t rv, const char *vhost,
                         const pc_pool_t *want, const char *why)
 {
-    ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, c,
+    apr_uint32_t now = (apr_uint32_t)apr_time_sec(apr_time_now());
+    apr_uint32_t then, more = 0;
+    int level = APLOG_ERR;
+
+    if (refusal_second != NULL && want != NULL) {
+        then = apr_atomic_read32(&refusal_second[want->index]);
+        if (then == now
+            || apr_atomic_cas32(&refusal_second[want->index], now, then)
+               != then) {
+            apr_atomic_inc32(&refusal_quiet[want->index]);
+            level = APLOG_DEBUG;
+        }
+        else {
+            more = apr_atomic_xchg32(&refusal_quiet[want->index], 0);
+        }
+    }
+    ap_log_cerror(APLOG_MARK, level, rv, c,
                   "PC0301: request for vhost %s (pool %s) reached a child "
-                  "of pool %s and %s; refusing with 503",
+                  "of pool %s and %s; refusing with 503%s",
                   vhost ? vhost : "?", pc_pools_label(want),
-                  pc_pools_label(pc_pools_get(pc_my_pool)), why);
+                  pc_pools_label(pc_pools_get(pc_my_pool)), why,
+                  more ? apr_psprintf(c->pool, " (and %u more for that "
+                                      "pool since the last such line)",
+                                      (unsigned)more) : "");
 }
 
 /* Answers 503 ourselves rather than through ap_die: a vhost's
@@ -1233,6 +1264,21 @@ static void uncount(conn_rec *c, pc_conn_t *pcc)
     }
 }
 
+/* Has the client reset (or fully closed) the connection?  Then a 503
+ * reaches nobody and is no error of ours.  A client that only shut its
+ * sending side down (CLOSE_WAIT) still reads the answer. */
+static int client_gone(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (fd < 0) {
+        return 1;
+    }
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
+           && ti.tcpi_state == TCP_CLOSE;
+}
+
 /* Sends the record pass_on or give_back prepared, once httpd has let go
  * of the connection and just before the worker goes idle. */
 void pc_handoff_finish(conn_rec *c)
@@ -1262,6 +1308,12 @@ void pc_handoff_finish(conn_rec *c)
         ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
                       "PC0305: cannot give the connection back to the "
                       "dispatch pool; closing it");
+        return;
+    }
+    if (client_gone(fd)) {
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
+                      "PC0322: the client closed the connection before it "
+                      "could be passed to pool %s", want->label);
         return;
     }
     if (pcc->out_quiet != NULL) {
