@@ -34,6 +34,7 @@
 
 #include "perchild.h"
 #include "pc_handoff.h"
+#include "pc_park.h"
 #include "pc_affinity.h"
 #include "mpm_default.h"
 #include "http_log.h"
@@ -80,6 +81,7 @@ typedef struct pc_source_t {
     int fd;
     apr_socket_t *lsock;     /* a listener's APR socket */
     int is_channel;
+    int is_park;             /* parked connections with a request */
     int owned;               /* a listener of this pool only */
     int bucket;              /* a listener's bucket */
     apr_uint32_t dropped;    /* a channel found shut down */
@@ -323,15 +325,24 @@ static void drop_channel(int chan)
     }
 }
 
+/* The worker's buffer for passed bytes, allocated on first use. */
+static int have_buf(pc_tslot_t *ts)
+{
+    if (ts->buf == NULL
+        && (ts->buf = malloc(pc_handoff_bufsize())) == NULL) {
+        apr_sleep(apr_time_from_msec(10));
+        return 0;
+    }
+    return 1;
+}
+
 /* Takes one passed connection off the pool's channel into the worker's
  * own entry.  Returns 1 if there was one. */
 static int take_passed(pc_tslot_t *ts, pc_source_t *src)
 {
     apr_status_t rv;
 
-    if (ts->buf == NULL
-        && (ts->buf = malloc(pc_handoff_bufsize())) == NULL) {
-        apr_sleep(apr_time_from_msec(10));
+    if (!have_buf(ts)) {
         return 0;
     }
     rv = pc_handoff_receive(src->fd, ts->buf, &ts->passed);
@@ -353,7 +364,11 @@ static int take_job(pc_tslot_t *ts)
 
     while (!child.may_exit && !conns_exhausted()) {
         pc_source_t *src;
-        int n = epoll_wait(ts->epfd, &ev, 1, -1), fd;
+        int n, fd;
+
+        pc_park_idle(1);
+        n = epoll_wait(ts->epfd, &ev, 1, -1);
+        pc_park_idle(0);
 
         if (n != 1) {
             if (n == -1 && errno != EINTR) {
@@ -367,8 +382,16 @@ static int take_job(pc_tslot_t *ts)
             continue;            /* the stop event: the loop checks */
         }
         src = &child.sources[ev.data.u32];
-        if (src->is_channel) {
-            if (take_passed(ts, src)) {
+        if (src->is_park) {
+            if (have_buf(ts) && pc_park_take(&ts->passed, ts->buf)) {
+                ts->sock = PC_SOCK_PASSED;
+                return ts->sock;
+            }
+        }
+        else if (src->is_channel) {
+            /* Given back between two requests: maybe it can wait for
+             * the next one without this worker. */
+            if (take_passed(ts, src) && !pc_park_offer(&ts->passed)) {
                 ts->sock = PC_SOCK_PASSED;
                 return ts->sock;
             }
@@ -387,6 +410,7 @@ static void add_source(int fd, int is_channel, int owned, int bucket)
 
     src->fd = fd;
     src->is_channel = is_channel;
+    src->is_park = 0;
     src->owned = owned;
     src->bucket = bucket;
 }
@@ -398,8 +422,11 @@ static void collect_sources(void)
     int i, nchan = pc_handoff_channel_fds(child.pool, NULL);
     int *chans = apr_palloc(child.pchild, (nchan + 1) * sizeof(int));
 
+    int parkfd = pc_park_init(child.pchild, pc_conf->threads_per_child);
+
     child.sources = apr_pcalloc(child.pchild, (pc_conf->listeners->nelts
-                                               + nchan) * sizeof(pc_source_t));
+                                               + nchan + 1)
+                                              * sizeof(pc_source_t));
     for (i = 0; i < pc_conf->listeners->nelts; i++) {
         pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
                                            pc_listener_t);
@@ -420,6 +447,10 @@ static void collect_sources(void)
     nchan = pc_handoff_channel_fds(child.pool, chans);
     for (i = 0; i < nchan; i++) {
         add_source(chans[i], 1, 0, 0);
+    }
+    if (parkfd >= 0) {
+        add_source(parkfd, 0, 0, 0);
+        child.sources[child.nsources - 1].is_park = 1;
     }
 }
 
@@ -654,6 +685,8 @@ static void stop_threads(int graceful, apr_thread_t **threads)
     close_listeners();
     pthread_rwlock_unlock(&child.listeners_lock);
     wake_all_workers();
+    /* Idle keep-alive connections close at a stop, as under worker. */
+    pc_park_stop();
     /* Modules with idle connections of their own (mod_http2's sessions)
      * end them now, as under worker, not at their keep-alive timeout. */
     ap_run_child_stopping(child.pchild, graceful);

@@ -1216,6 +1216,12 @@ static int not_http1(const char *b, apr_size_t n)
            || (n >= 3 && memcmp(b, "PRI", 3) == 0);
 }
 
+int pc_handoff_parkable(const pc_passed_t *passed)
+{
+    return (passed->pre_flags & PC_PRE_BETWEEN)
+           && proxy_len(passed->bytes, passed->len) == passed->len;
+}
+
 void pc_handoff_refuse_passed(pc_passed_t *passed)
 {
     char buf[512];

@@ -88,6 +88,11 @@ int pc_handoff_parent_chan(int pool, int way, int *ways, int *live);
  * its sending side down; the caller closes it. */
 void pc_handoff_refuse_passed(pc_passed_t *passed);
 
+/* Was 'passed' given back between two requests, with nothing of the
+ * next request read yet (at most a PROXY header)?  Then it can wait for
+ * that request without a worker (pc_park.c). */
+int pc_handoff_parkable(const pc_passed_t *passed);
+
 /* Makes conn_rec 'c' read the passed bytes before its socket. */
 void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed);
 

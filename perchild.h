@@ -22,6 +22,7 @@
  *   pc_status.c     mod_status report                   (pc_status_)
  *   pc_logs.c       other pools' log descriptors out of a child (pc_logs_)
  *   pc_progs.c      other users' programs' pipes out of a child (pc_progs_)
+ *   pc_park.c       dispatch pool: idle keep-alive without a thread (pc_park_)
  *   pc_channel.c    descriptor channel, knows no HTTP   (pc_chan_)
  */
 

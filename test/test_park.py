@@ -1,0 +1,126 @@
+"""Idle keep-alive connections do not take the dispatch pool's threads.
+
+With a dispatch pool, every request's connection comes back to the
+dispatch pool, which waits for the next request.  When fewer than half
+of a dispatch child's workers are idle, such a connection waits without
+a thread (pc_park.c) and is handed to a worker when its request comes,
+or closed after KeepAliveTimeout.  Here the dispatch pool has one child
+of 4 threads: 12 idle clients would otherwise leave nobody to read a
+new client's request for the whole keep-alive timeout."""
+
+import os
+import time
+
+import pytest
+
+from pchelpers import (DISPATCH_USER, RawConnection, http_get,
+                       raw_request, serve, wait_until)
+
+KEEPALIVE = 4
+
+CONF = """
+ThreadsPerChild 4
+KeepAliveTimeout {ka}
+DispatchUserID {disp} {disp} 1
+Listen 127.0.0.1:{{port_shared}}
+<VirtualHost 127.0.0.1:{{port_shared}}>
+    ServerName a.test
+    DocumentRoot {{htdocs}}/pcalice
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{{port_shared}}>
+    ServerName b.test
+    DocumentRoot {{htdocs}}/pcbob
+    AssignUserID pcbob pcbob
+</VirtualHost>
+""".format(ka=KEEPALIVE, disp=DISPATCH_USER)
+
+ID = "/cgi-bin/id.cgi"
+
+
+@pytest.fixture(scope="module")
+def srv(httpd_factory, dispatch_user):
+    yield from serve(httpd_factory, "park", CONF)
+
+
+def idle_clients(srv, n, host):
+    """n connections, each with one answered request, left idle."""
+    out = []
+    for _ in range(n):
+        c = RawConnection(srv.port("shared"), timeout=10)
+        r = c.request(raw_request("GET", ID, host))
+        assert r.status == 200, r
+        out.append(c)
+    return out
+
+
+def dispatch_pids(srv, dispatch_user):
+    return [c.pid for c in srv.children() if c.uid == dispatch_user.uid]
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_idle_clients_leave_the_dispatch_pool_free(srv, users):
+    port = srv.port("shared")
+    assert wait_until(lambda: http_get(port, ID, host="a.test").status
+                      == 200, 10)
+    idle = idle_clients(srv, 12, "b.test")
+    try:
+        t0 = time.monotonic()
+        r = http_get(port, ID, host="a.test", timeout=10)
+        took = time.monotonic() - t0
+        assert r.status == 200 and r.ident.get("uid") == \
+            str(users["pcalice"].uid), r
+        # Without parking: no dispatch thread reads it until an idle
+        # client's keep-alive timeout ends.
+        assert took < KEEPALIVE / 2, took
+        # The idle connections still serve their next request, for
+        # another user this time.
+        for c in idle:
+            r = c.request(raw_request("GET", ID, "a.test"))
+            assert r.status == 200, r
+            assert r.ident.get("uid") == str(users["pcalice"].uid), r
+    finally:
+        for c in idle:
+            c.close()
+
+
+def test_idle_clients_closed_after_keepalive_timeout(srv, dispatch_user):
+    before = {p: fd_count(p) for p in dispatch_pids(srv, dispatch_user)}
+    assert before
+    idle = idle_clients(srv, 10, "a.test")
+    try:
+        time.sleep(KEEPALIVE + 2)
+        for c in idle:
+            assert c.closed_by_server(wait=2), \
+                "an idle connection outlived KeepAliveTimeout"
+    finally:
+        for c in idle:
+            c.close()
+    # Nothing of them is left in the dispatch child.
+    assert wait_until(lambda: all(fd_count(p) <= n
+                                  for p, n in before.items()
+                                  if os.path.exists("/proc/%d" % p)), 5), \
+        (before, {p: fd_count(p) for p in before})
+
+
+def test_stop_closes_parked_connections(httpd_factory, dispatch_user):
+    h = httpd_factory("park-stop")
+    h.write_config(CONF)
+    try:
+        h.start()
+        assert wait_until(lambda: http_get(h.port("shared"), ID,
+                                           host="b.test").status == 200, 10)
+        idle = idle_clients(h, 10, "b.test")
+        t0 = time.monotonic()
+        h.stop()
+        # Parked connections do not hold the stop up until their
+        # keep-alive timeout.
+        assert time.monotonic() - t0 < KEEPALIVE, time.monotonic() - t0
+        for c in idle:
+            assert c.closed_by_server(wait=2)
+            c.close()
+    finally:
+        h.kill_all()
