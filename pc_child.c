@@ -364,11 +364,7 @@ static int take_job(pc_tslot_t *ts)
 
     while (!child.may_exit && !conns_exhausted()) {
         pc_source_t *src;
-        int n, fd;
-
-        pc_park_idle(1);
-        n = epoll_wait(ts->epfd, &ev, 1, -1);
-        pc_park_idle(0);
+        int n = epoll_wait(ts->epfd, &ev, 1, -1), fd;
 
         if (n != 1) {
             if (n == -1 && errno != EINTR) {
@@ -422,7 +418,7 @@ static void collect_sources(void)
     int i, nchan = pc_handoff_channel_fds(child.pool, NULL);
     int *chans = apr_palloc(child.pchild, (nchan + 1) * sizeof(int));
 
-    int parkfd = pc_park_init(child.pchild, pc_conf->threads_per_child);
+    int parkfd = pc_park_init();
 
     child.sources = apr_pcalloc(child.pchild, (pc_conf->listeners->nelts
                                                + nchan + 1)

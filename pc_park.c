@@ -19,23 +19,23 @@
  * next request, for up to KeepAliveTimeout.  A thread per idle client,
  * as in worker, but the dispatch pool is small and accepts for everyone:
  * a few dozen idle browsers would leave it no thread to read anybody's
- * request.  So when fewer than half of a dispatch child's workers are
- * idle, a connection given back is parked instead: one thread per child
- * watches the parked descriptors (epoll, one-shot) and the time, hands a
- * connection whose next request has come to an idle worker (an eventfd
- * in every worker's epoll set, one wake-up per connection), and closes
- * those that stay idle past the keep-alive timeout, as httpd would.
- * While workers are plentiful nothing is parked: a worker waiting on
- * the connection itself costs one wake-up less per request.
+ * request.  So a connection given back whose next request has not come
+ * within PC_PARK_GRACE_MS is parked: one thread per child watches the
+ * parked descriptors (epoll, one-shot) and the time, hands a connection
+ * whose next request has come to an idle worker (an eventfd in every
+ * worker's epoll set, one wake-up per connection), and closes those that
+ * stay idle past the keep-alive timeout, as httpd would.  A client that
+ * sends its next request at once (a proxy, a page's resources) never
+ * waits in the park, which costs one more wake-up per request.
  */
 
 #include "perchild.h"
 #include "pc_park.h"
 #include "http_log.h"
 #include "http_main.h"
-#include "apr_atomic.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +45,11 @@
 #include <unistd.h>
 
 APLOG_USE_MODULE(mpm_perchild);
+
+/* How long a worker waits on a connection given back before parking it:
+ * longer than a busy client's pause between requests, short enough that
+ * a flood of idle clients holds each thread only briefly. */
+#define PC_PARK_GRACE_MS 100
 
 typedef struct pc_parked_t {
     struct pc_parked_t *prev, *next;
@@ -60,8 +65,6 @@ typedef struct {
 static struct {
     int on;
     int stopping;                /* under the lock: park nothing more */
-    int threads;
-    volatile apr_uint32_t idle;  /* workers waiting for a job */
     int epfd;                    /* the parked descriptors, one-shot */
     int readyfd;                 /* eventfd (semaphore): one per ready */
     int stopfd;                  /* eventfd: ends the watching thread */
@@ -184,7 +187,7 @@ static apr_interval_time_t longest_keepalive(void)
     return t;
 }
 
-int pc_park_init(apr_pool_t *pchild, int threads)
+int pc_park_init(void)
 {
     struct epoll_event ev;
 
@@ -192,7 +195,6 @@ int pc_park_init(apr_pool_t *pchild, int threads)
     if (!pc_pools_get(pc_my_pool)->dispatch) {
         return -1;              /* tenants never get connections back */
     }
-    park.threads = threads;
     park.timeout = longest_keepalive();
     park.epfd = epoll_create1(EPOLL_CLOEXEC);
     park.readyfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
@@ -214,49 +216,58 @@ int pc_park_init(apr_pool_t *pchild, int threads)
     return park.readyfd;
 }
 
-void pc_park_idle(int idle)
+/* A new entry for 'passed', its bytes copied. */
+static pc_parked_t *new_entry(const pc_passed_t *passed)
 {
-    if (park.on) {
-        if (idle) {
-            apr_atomic_inc32(&park.idle);
-        }
-        else {
-            apr_atomic_dec32(&park.idle);
-        }
+    pc_parked_t *e = malloc(sizeof(*e) + passed->len);
+
+    if (e != NULL) {
+        memset(e, 0, sizeof(*e));
+        e->passed = *passed;
+        e->passed.bytes = (char *)(e + 1);
+        memcpy(e->passed.bytes, passed->bytes, passed->len);
+        e->deadline = apr_time_now() + park.timeout;
     }
+    return e;
 }
 
 int pc_park_offer(const pc_passed_t *passed)
 {
     struct epoll_event ev;
+    struct pollfd pfd;
     pc_parked_t *e;
+    int rv = 1;
 
-    if (!park.on || !pc_handoff_parkable(passed)
-        || apr_atomic_read32(&park.idle) > (apr_uint32_t)park.threads / 2) {
+    if (!park.on || !pc_handoff_parkable(passed)) {
         return 0;
     }
-    if ((e = malloc(sizeof(*e) + passed->len)) == NULL) {
+    pfd.fd = passed->fd;
+    pfd.events = POLLIN | POLLRDHUP;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, PC_PARK_GRACE_MS) != 0) {
+        return 0;               /* its request came (or an error): serve */
+    }
+    if ((e = new_entry(passed)) == NULL) {
         return 0;
     }
-    memset(e, 0, sizeof(*e));
-    e->passed = *passed;
-    e->passed.bytes = (char *)(e + 1);
-    memcpy(e->passed.bytes, passed->bytes, passed->len);
-    e->deadline = apr_time_now() + park.timeout;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
     ev.data.ptr = e;
     pthread_mutex_lock(&park.lock);
-    list_add(&park.parked, e);
-    if (park.stopping
-        || epoll_ctl(park.epfd, EPOLL_CTL_ADD, passed->fd, &ev) == -1) {
-        list_del(&park.parked, e);
-        pthread_mutex_unlock(&park.lock);
-        free(e);
-        return 0;
+    if (park.stopping) {
+        /* An idle keep-alive connection ends with the child. */
+        close(passed->fd);
+    }
+    else if (epoll_ctl(park.epfd, EPOLL_CTL_ADD, passed->fd, &ev) == 0) {
+        list_add(&park.parked, e);
+        e = NULL;
+    }
+    else {
+        rv = 0;
     }
     pthread_mutex_unlock(&park.lock);
-    return 1;
+    free(e);
+    return rv;
 }
 
 int pc_park_take(pc_passed_t *out, char *buf)

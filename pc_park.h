@@ -19,18 +19,16 @@
 
 #include "pc_handoff.h"
 
-/* Child start, before the workers: parking for a pool of 'threads'
- * workers.  Returns the descriptor that becomes readable when a parked
+/* Child start, before the workers: parking, in a dispatch pool's child.
+ * Returns the descriptor that becomes readable when a parked
  * connection has its next request (the workers wait on it with the
  * listeners and the channel), or -1 if there is no parking. */
-int pc_park_init(apr_pool_t *pchild, int threads);
+int pc_park_init(void);
 
-/* A worker is about to wait for a job (1) or has stopped waiting (0). */
-void pc_park_idle(int idle);
-
-/* A worker received 'passed': parks it if it was given back between two
- * requests and few workers are idle.  Returns 1 if parked (the
- * descriptor is parking's now), 0 if the worker should serve it. */
+/* A worker received 'passed': if it was given back between two requests
+ * and its next request does not come within a moment, parks it.
+ * Returns 1 if parked (the descriptor is parking's now), 0 if the worker
+ * should serve it. */
 int pc_park_offer(const pc_passed_t *passed);
 
 /* A worker woke on pc_park_init's descriptor: takes a connection whose
