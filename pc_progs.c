@@ -29,8 +29,12 @@
  *
  * Which pipes and which program: the descriptors that appear across
  * the other modules' post_config hooks (ours run first and last) and
- * are pipes; the program is the parent's direct child holding the other
- * end, its user the one it runs as once it has exec'd.
+ * are pipes; the program is the parent's direct child that has the
+ * other end as its standard input or output, its user the one it runs
+ * as once it has exec'd.  A program that has not exec'd within two
+ * seconds is nobody's: every child gives its pipes up (PC0115).  Pipes
+ * no such program holds (a module's own daemon, forked without exec)
+ * stay in every child.
  */
 
 #include "perchild.h"
@@ -48,20 +52,29 @@
 
 APLOG_USE_MODULE(mpm_perchild);
 
+/* What a child does with a pipe the parent got during post_config. */
+typedef enum {
+    PROG_KEEP,               /* no exec'd program holds its other end */
+    PROG_USER,               /* a program running as 'uid' (root: keep) */
+    PROG_UNSURE              /* a program that did not exec in time */
+} pc_progkind_t;
+
 typedef struct pc_progfd_t {
     int fd;
+    dev_t dev;
     ino_t ino;
-    int found;               /* 1: the program holding the other end */
-    uid_t uid;               /*   was found, and runs as uid */
+    pc_progkind_t kind;
+    uid_t uid;
+    pid_t pid;               /* the program, while sorting them out */
 } pc_progfd_t;
 
-static apr_array_header_t *fds_before;  /* int, sorted, in pconf */
+static apr_array_header_t *fds_before;  /* pc_progfd_t, in pconf */
 static apr_array_header_t *prog_fds;    /* pc_progfd_t, in pconf */
 
-/* The open descriptors of this process. */
+/* The open descriptors of this process, with what they are. */
 static apr_array_header_t *open_fds(apr_pool_t *p)
 {
-    apr_array_header_t *fds = apr_array_make(p, 32, sizeof(int));
+    apr_array_header_t *fds = apr_array_make(p, 32, sizeof(pc_progfd_t));
     DIR *dir = opendir("/proc/self/fd");
     struct dirent *de;
 
@@ -70,20 +83,31 @@ static apr_array_header_t *open_fds(apr_pool_t *p)
     }
     while ((de = readdir(dir)) != NULL) {
         int fd = atoi(de->d_name);
-        if (de->d_name[0] != '.' && fd != dirfd(dir)) {
-            APR_ARRAY_PUSH(fds, int) = fd;
+        struct stat st;
+        pc_progfd_t *pf;
+        if (de->d_name[0] == '.' || fd == dirfd(dir)
+            || fstat(fd, &st) != 0) {
+            continue;
         }
+        pf = apr_array_push(fds);
+        memset(pf, 0, sizeof(*pf));
+        pf->fd = fd;
+        pf->dev = st.st_dev;
+        pf->ino = S_ISFIFO(st.st_mode) ? st.st_ino : 0;
+        pf->kind = S_ISFIFO(st.st_mode) ? PROG_KEEP : -1;
     }
     closedir(dir);
     return fds;
 }
 
-static int contains(const apr_array_header_t *fds, int fd)
+/* Was this very descriptor (number and file) open before? */
+static int was_open(const pc_progfd_t *pf)
 {
     int i;
 
-    for (i = 0; i < fds->nelts; i++) {
-        if (APR_ARRAY_IDX(fds, i, int) == fd) {
+    for (i = 0; i < fds_before->nelts; i++) {
+        const pc_progfd_t *b = &APR_ARRAY_IDX(fds_before, i, pc_progfd_t);
+        if (b->fd == pf->fd && b->dev == pf->dev && b->ino == pf->ino) {
             return 1;
         }
     }
@@ -120,33 +144,20 @@ static long status_field(pid_t pid, const char *name)
     return value;
 }
 
-/* Does process pid hold the pipe ino as one of its descriptors? */
-static int holds_pipe(pid_t pid, ino_t ino)
+/* The pipe that descriptor fd of process pid is, or 0. */
+static ino_t pipe_at(pid_t pid, int fd)
 {
-    char dirpath[64], want[64];
-    struct dirent *de;
-    DIR *dir;
-    int found = 0;
+    char path[64], target[64];
+    unsigned long ino = 0;
+    ssize_t n;
 
-    snprintf(dirpath, sizeof(dirpath), "/proc/%ld/fd", (long)pid);
-    snprintf(want, sizeof(want), "pipe:[%lu]", (unsigned long)ino);
-    if ((dir = opendir(dirpath)) == NULL) {
+    snprintf(path, sizeof(path), "/proc/%ld/fd/%d", (long)pid, fd);
+    n = readlink(path, target, sizeof(target) - 1);
+    if (n <= 0) {
         return 0;
     }
-    while (!found && (de = readdir(dir)) != NULL) {
-        char target[64];
-        ssize_t n;
-        if (de->d_name[0] == '.') {
-            continue;
-        }
-        n = readlinkat(dirfd(dir), de->d_name, target, sizeof(target) - 1);
-        if (n > 0) {
-            target[n] = '\0';
-            found = (strcmp(target, want) == 0);
-        }
-    }
-    closedir(dir);
-    return found;
+    target[n] = '\0';
+    return sscanf(target, "pipe:[%lu]", &ino) == 1 ? (ino_t)ino : 0;
 }
 
 /* Has the child pid exec'd its program yet (and so become its user)? */
@@ -164,76 +175,110 @@ static int has_execd(pid_t pid)
     return a != b || memcmp(mine, theirs, a) != 0;
 }
 
-/* The user of the parent's child process that holds the other end of
- * pipe ino; 0 if none is found (*found says which). */
-static uid_t program_user(ino_t ino, int *found)
+/* Marks each new pipe whose other end is the standard input or output
+ * of one of the parent's children: that is how a program started by
+ * apr_proc_create holds it (RewriteMap prg:).  Daemons that modules
+ * fork without exec (mod_fcgid's process manager) keep the parent's
+ * descriptors at other numbers and are left alone.  One pass over
+ * /proc, two links per child. */
+static void find_programs(apr_array_header_t *news)
 {
     DIR *dir = opendir("/proc");
     struct dirent *de;
-    uid_t uid = 0;
+    int i, fd;
 
-    *found = 0;
     if (dir == NULL) {
-        return 0;
+        return;
     }
     while ((de = readdir(dir)) != NULL) {
         pid_t pid = (pid_t)atol(de->d_name);
-        int waited;
-        if (pid <= 0 || status_field(pid, "PPid") != (long)getpid()
-            || !holds_pipe(pid, ino)) {
+        if (pid <= 0 || status_field(pid, "PPid") != (long)getpid()) {
             continue;
         }
-        /* Just forked: it becomes its user right before exec.  A
-         * second at most, once per program and (re)start. */
-        for (waited = 0; waited < 1000 && !has_execd(pid); waited++) {
-            apr_sleep(apr_time_from_msec(1));
+        for (fd = 0; fd <= 1; fd++) {
+            ino_t ino = pipe_at(pid, fd);
+            for (i = 0; ino != 0 && i < news->nelts; i++) {
+                pc_progfd_t *pf = &APR_ARRAY_IDX(news, i, pc_progfd_t);
+                if (pf->ino == ino && pf->pid == 0) {
+                    pf->pid = pid;
+                    pf->kind = PROG_UNSURE;
+                }
+            }
         }
-        uid = (uid_t)status_field(pid, "Uid");
-        *found = (uid != (uid_t)-1);
-        break;
     }
     closedir(dir);
-    return uid;
 }
 
-static void warn_root_program(server_rec *s)
+/* Each program becomes its user right before exec: wait for that (two
+ * seconds for them all, then fail closed) and note the user. */
+static void find_users(apr_array_header_t *news)
 {
-    if (pc_conf->pools->nelts < 2) {
+    apr_time_t deadline = apr_time_now() + apr_time_from_sec(2);
+    int i;
+
+    for (i = 0; i < news->nelts; i++) {
+        pc_progfd_t *pf = &APR_ARRAY_IDX(news, i, pc_progfd_t);
+        long uid;
+        if (pf->kind != PROG_UNSURE) {
+            continue;
+        }
+        while (!has_execd(pf->pid) && apr_time_now() < deadline) {
+            apr_sleep(apr_time_from_msec(1));
+        }
+        uid = status_field(pf->pid, "Uid");
+        if (has_execd(pf->pid) && uid >= 0) {
+            pf->kind = PROG_USER;
+            pf->uid = (uid_t)uid;
+        }
+    }
+}
+
+static void warn_programs(server_rec *s, int root, int unsure)
+{
+    if (pc_conf->pools->nelts < 2
+        || ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_CONFIG) {
         return;             /* one pool: nobody to keep out */
     }
-    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                 "PC0114: a program started at start-up (RewriteMap "
-                 "prg:) runs as root, so every pool's children hold its "
-                 "pipes and any tenant's in-process code could query "
-                 "it; name the user of the vhost that uses it "
-                 "(RewriteMap name prg:/path user:group), and only that "
-                 "user's children keep them");
+    if (root) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "PC0114: a program started at start-up (RewriteMap "
+                     "prg:) runs as root, so every pool's children hold "
+                     "its pipes and any tenant's in-process code could "
+                     "query it; name the user of the vhost that uses it "
+                     "(RewriteMap name prg:/path user:group), and only "
+                     "that user's children keep them");
+    }
+    if (unsure) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "PC0115: a program started at start-up (RewriteMap "
+                     "prg:) did not run its command within 2 seconds, so "
+                     "its user is not known: no child keeps its pipes");
+    }
 }
 
 static int after_others(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
                         server_rec *s)
 {
     apr_array_header_t *now = open_fds(ptemp);
-    int i, root_program = 0;
+    int i, root = 0, unsure = 0;
 
     for (i = 0; fds_before != NULL && i < now->nelts; i++) {
-        int fd = APR_ARRAY_IDX(now, i, int);
-        struct stat st;
-        pc_progfd_t *pf;
-        if (contains(fds_before, fd) || fstat(fd, &st) != 0
-            || !S_ISFIFO(st.st_mode)) {
-            continue;
+        pc_progfd_t *pf = &APR_ARRAY_IDX(now, i, pc_progfd_t);
+        if (pf->kind == PROG_KEEP && !was_open(pf)) {
+            *(pc_progfd_t *)apr_array_push(prog_fds) = *pf;
         }
-        pf = apr_array_push(prog_fds);
-        pf->fd = fd;
-        pf->ino = st.st_ino;
-        pf->uid = program_user(st.st_ino, &pf->found);
-        root_program |= (pf->found && pf->uid == 0);
     }
-    if (root_program && ap_state_query(AP_SQ_MAIN_STATE)
-                        == AP_SQ_MS_CREATE_CONFIG) {
-        warn_root_program(s);
+    if (prog_fds == NULL || prog_fds->nelts == 0) {
+        return OK;
     }
+    find_programs(prog_fds);
+    find_users(prog_fds);
+    for (i = 0; i < prog_fds->nelts; i++) {
+        pc_progfd_t *pf = &APR_ARRAY_IDX(prog_fds, i, pc_progfd_t);
+        root |= pf->kind == PROG_USER && pf->uid == 0;
+        unsure |= pf->kind == PROG_UNSURE;
+    }
+    warn_programs(s, root, unsure);
     return OK;
 }
 
@@ -243,20 +288,32 @@ void pc_progs_register_hooks(apr_pool_t *p)
     ap_hook_post_config(after_others, NULL, NULL, APR_HOOK_REALLY_LAST);
 }
 
-/* Child, right after fork (still root, before threads). */
+/* Does a child of pool pl give up pipe pf?  A program running as
+ * another user is that user's; the dispatch pool serves nothing and
+ * needs none; one whose user is not known is nobody's. */
+static int not_ours(const pc_progfd_t *pf, const pc_pool_t *pl)
+{
+    if (pf->kind == PROG_UNSURE) {
+        return 1;
+    }
+    return pf->kind == PROG_USER && pf->uid != 0
+           && (pl->dispatch || pf->uid != pl->uid);
+}
+
+/* Child, right after fork (still root, before threads).  With -X the
+ * process is the parent too: it keeps everything. */
 void pc_progs_child_init(int pool)
 {
     const pc_pool_t *pl = pc_pools_get(pool);
     int devnull, i;
 
-    if (prog_fds == NULL || prog_fds->nelts == 0) {
+    if (pc_one_process || prog_fds == NULL || prog_fds->nelts == 0) {
         return;
     }
     devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     for (i = 0; devnull >= 0 && i < prog_fds->nelts; i++) {
         pc_progfd_t *pf = &APR_ARRAY_IDX(prog_fds, i, pc_progfd_t);
-        if (pf->found && pf->uid != 0
-            && (pl->dispatch || pf->uid != pl->uid)) {
+        if (not_ours(pf, pl)) {
             dup2(devnull, pf->fd);
             fcntl(pf->fd, F_SETFD, FD_CLOEXEC);
         }
