@@ -364,7 +364,11 @@ static int take_job(pc_tslot_t *ts)
 
     while (!child.may_exit && !conns_exhausted()) {
         pc_source_t *src;
-        int n = epoll_wait(ts->epfd, &ev, 1, -1), fd;
+        int n, fd;
+
+        pc_park_idle(1);
+        n = epoll_wait(ts->epfd, &ev, 1, -1);
+        pc_park_idle(0);
 
         if (n != 1) {
             if (n == -1 && errno != EINTR) {
@@ -388,11 +392,13 @@ static int take_job(pc_tslot_t *ts)
             /* Given back between two requests: maybe it can wait for
              * the next one without this worker. */
             if (take_passed(ts, src) && !pc_park_offer(&ts->passed)) {
+                pc_park_nudge();
                 ts->sock = PC_SOCK_PASSED;
                 return ts->sock;
             }
         }
         else if ((fd = take_accepted(ts, src)) >= 0) {
+            pc_park_nudge();
             ts->sock = fd;
             return fd;
         }
@@ -411,14 +417,13 @@ static void add_source(int fd, int is_channel, int owned, int bucket)
     src->bucket = bucket;
 }
 
-/* What this child's workers wait on: the listeners its pool accepts and
- * the pool's hand-off channel. */
-static void collect_sources(void)
+/* What this child's workers wait on: the listeners its pool accepts,
+ * the pool's hand-off channel and (parkfd >= 0) parked connections whose
+ * next request has come. */
+static void collect_sources(int parkfd)
 {
     int i, nchan = pc_handoff_channel_fds(child.pool, NULL);
     int *chans = apr_palloc(child.pchild, (nchan + 1) * sizeof(int));
-
-    int parkfd = pc_park_init();
 
     child.sources = apr_pcalloc(child.pchild, (pc_conf->listeners->nelts
                                                + nchan + 1)
@@ -570,7 +575,7 @@ static apr_status_t init_table(int n)
 
     pthread_rwlock_init(&child.listeners_lock, NULL);
     child.table = apr_pcalloc(child.pchild, n * sizeof(*child.table));
-    collect_sources();
+    collect_sources(pc_park_init(child.pchild, n));
     for (i = 0; i < n; i++) {
         child.table[i].sock = PC_SOCK_IDLE;
         child.table[i].busy_fd = -1;

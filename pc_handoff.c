@@ -813,8 +813,8 @@ static void give_back(request_rec *r, conn_rec *c, pc_conn_t *pcc)
     rv = prepare_record(c, pcc, pc_conf->dispatch_pool, 1);
     if (rv != APR_SUCCESS) {
         ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
-                      "PC0305: cannot give the connection back to the "
-                      "dispatch pool; closing it");
+                      "PC0323: cannot prepare the record that gives the "
+                      "connection back to the dispatch pool; closing it");
         pcc->gone = 1;
         c->keepalive = AP_CONN_CLOSE;
         return;
@@ -1270,18 +1270,16 @@ static void uncount(conn_rec *c, pc_conn_t *pcc)
     }
 }
 
-/* Has the client reset (or fully closed) the connection?  Then a 503
- * reaches nobody and is no error of ours.  A client that only shut its
- * sending side down (CLOSE_WAIT) still reads the answer. */
+/* Has the client reset the connection?  Then a 503 reaches nobody and
+ * is no error of ours.  A client that only shut its sending side down
+ * (CLOSE_WAIT) still reads the answer. */
 static int client_gone(int fd)
 {
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
 
-    if (fd < 0) {
-        return 1;
-    }
-    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
+    return fd >= 0
+           && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
            && ti.tcpi_state == TCP_CLOSE;
 }
 
@@ -1317,8 +1315,8 @@ void pc_handoff_finish(conn_rec *c)
         return;
     }
     if (client_gone(fd)) {
-        ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
-                      "PC0322: the client closed the connection before it "
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c,
+                      "PC0322: the client reset the connection before it "
                       "could be passed to pool %s", want->label);
         return;
     }

@@ -19,14 +19,19 @@
 
 #include "pc_handoff.h"
 
-/* Child start, before the workers: parking, in a dispatch pool's child.
- * Returns the descriptor that becomes readable when a parked
- * connection has its next request (the workers wait on it with the
- * listeners and the channel), or -1 if there is no parking. */
-int pc_park_init(void);
+/* Child start, before the workers: parking, in a dispatch pool's
+ * child of 'threads' workers.  Returns the descriptor that becomes
+ * readable when a parked connection has its next request (the workers
+ * wait on it with the listeners and the channel), or -1 if there is no
+ * parking. */
+int pc_park_init(apr_pool_t *pchild, int threads);
+
+/* A worker is about to wait for a job (1) or has stopped waiting (0). */
+void pc_park_idle(int idle);
 
 /* A worker received 'passed': if it was given back between two requests
- * and its next request does not come within a moment, parks it.
+ * and its next request does not come within a moment, parks it (or
+ * closes it if the child is stopping).
  * Returns 1 if parked (the descriptor is parking's now), 0 if the worker
  * should serve it. */
 int pc_park_offer(const pc_passed_t *passed);
@@ -35,6 +40,10 @@ int pc_park_offer(const pc_passed_t *passed);
  * next request has come, its bytes copied into 'buf'.  Returns 1 if
  * there was one. */
 int pc_park_take(pc_passed_t *out, char *buf);
+
+/* A worker took a job other than a parked connection: if connections
+ * are ready, makes sure another worker wakes for them. */
+void pc_park_nudge(void);
 
 /* The child stops: closes every parked connection, as an idle
  * keep-alive connection is closed at a stop. */
