@@ -69,6 +69,7 @@ typedef struct pc_progfd_t {
 } pc_progfd_t;
 
 static apr_array_header_t *fds_before;  /* pc_progfd_t, in pconf */
+static unsigned long long started_after; /* clock ticks since boot */
 static apr_array_header_t *prog_fds;    /* pc_progfd_t, in pconf */
 
 /* The open descriptors of this process, with what they are. */
@@ -117,9 +118,56 @@ static int was_open(const pc_progfd_t *pf)
 static int before_others(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
                          server_rec *s)
 {
+    double up = 0;
+    FILE *f = fopen("/proc/uptime", "r");
+
     fds_before = open_fds(p);
     prog_fds = apr_array_make(p, 4, sizeof(pc_progfd_t));
+    /* Processes forked from here on, in /proc/<pid>/stat's unit (a
+     * tick early: the clock and the field are coarse). */
+    if (f != NULL && fscanf(f, "%lf", &up) == 1 && up > 0) {
+        started_after = (unsigned long long)(up * sysconf(_SC_CLK_TCK));
+        started_after = started_after > 0 ? started_after - 1 : 0;
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
     return OK;
+}
+
+/* A child of this process forked since before_others?  Old children
+ * (the previous generation's, at a graceful restart) hold no new pipe
+ * and may hold many descriptors: not worth reading. */
+static int new_child(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long start = 0;
+    long ppid = -1;
+    int i;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    if ((f = fopen(path, "r")) == NULL) {
+        return 0;
+    }
+    p = fgets(buf, sizeof(buf), f);
+    fclose(f);
+    if (p == NULL || (p = strrchr(buf, ')')) == NULL) {
+        return 0;
+    }
+    /* After "pid (comm)": state, ppid (4th field) ... starttime
+     * (22nd). */
+    for (i = 3, p += 2; i < 22 && p != NULL; i++) {
+        if (i == 4) {
+            ppid = strtol(p, NULL, 10);
+        }
+        p = strchr(p, ' ');
+        p = p ? p + 1 : NULL;
+    }
+    if (p != NULL) {
+        start = strtoull(p, NULL, 10);
+    }
+    return ppid == (long)getpid() && start >= started_after;
 }
 
 /* A field of /proc/<pid>/status as a number, or -1. */
@@ -160,6 +208,26 @@ static ino_t pipe_at(pid_t pid, int fd)
     return sscanf(target, "pipe:[%lu]", &ino) == 1 ? (ino_t)ino : 0;
 }
 
+/* Does process pid hold pipe ino at any descriptor? */
+static int holds_pipe(pid_t pid, ino_t ino)
+{
+    char path[64];
+    struct dirent *de;
+    DIR *dir;
+    int found = 0;
+
+    snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+    if ((dir = opendir(path)) == NULL) {
+        return 0;
+    }
+    while (!found && (de = readdir(dir)) != NULL) {
+        found = de->d_name[0] != '.'
+                && pipe_at(pid, atoi(de->d_name)) == ino;
+    }
+    closedir(dir);
+    return found;
+}
+
 /* Has the child pid exec'd its program yet (and so become its user)? */
 static int has_execd(pid_t pid)
 {
@@ -175,62 +243,74 @@ static int has_execd(pid_t pid)
     return a != b || memcmp(mine, theirs, a) != 0;
 }
 
-/* Marks each new pipe whose other end is the standard input or output
- * of one of the parent's children: that is how a program started by
- * apr_proc_create holds it (RewriteMap prg:).  Daemons that modules
- * fork without exec (mod_fcgid's process manager) keep the parent's
- * descriptors at other numbers and are left alone.  One pass over
- * /proc, two links per child. */
-static void find_programs(apr_array_header_t *news)
+/* Is pid's standard input still this process's (a fork that has not
+ * set up its own yet)? */
+static int stdin_is_ours(pid_t pid)
 {
+    char path[64], mine[256], theirs[256];
+    ssize_t a, b;
+
+    snprintf(path, sizeof(path), "/proc/%ld/fd/0", (long)pid);
+    a = readlink("/proc/self/fd/0", mine, sizeof(mine) - 1);
+    b = readlink(path, theirs, sizeof(theirs) - 1);
+    return a > 0 && a == b && memcmp(mine, theirs, a) == 0;
+}
+
+/* The children forked since before_others. */
+static apr_array_header_t *new_children(apr_pool_t *p)
+{
+    apr_array_header_t *pids = apr_array_make(p, 4, sizeof(pid_t));
     DIR *dir = opendir("/proc");
     struct dirent *de;
-    int i, fd;
 
     if (dir == NULL) {
-        return;
+        return pids;
     }
     while ((de = readdir(dir)) != NULL) {
         pid_t pid = (pid_t)atol(de->d_name);
-        if (pid <= 0 || status_field(pid, "PPid") != (long)getpid()) {
-            continue;
-        }
-        for (fd = 0; fd <= 1; fd++) {
-            ino_t ino = pipe_at(pid, fd);
-            for (i = 0; ino != 0 && i < news->nelts; i++) {
-                pc_progfd_t *pf = &APR_ARRAY_IDX(news, i, pc_progfd_t);
-                if (pf->ino == ino && pf->pid == 0) {
-                    pf->pid = pid;
-                    pf->kind = PROG_UNSURE;
-                }
-            }
+        if (pid > 0 && new_child(pid)) {
+            APR_ARRAY_PUSH(pids, pid_t) = pid;
         }
     }
     closedir(dir);
+    return pids;
 }
 
-/* Each program becomes its user right before exec: wait for that (two
- * seconds for them all, then fail closed) and note the user. */
-static void find_users(apr_array_header_t *news)
+/* Which program pipe pf leads to: a child forked since before_others
+ * that has exec'd with it as its standard input or output, which is how
+ * apr_proc_create hands it over (RewriteMap prg:).  A child just forked
+ * gets there within moments; one that holds the pipe elsewhere, has
+ * set its standard input up and has not exec'd is a module's own daemon
+ * (mod_fcgid's process manager), whose pipes every child keeps.  Waits
+ * until 'deadline' at most. */
+static void find_program(pc_progfd_t *pf, apr_array_header_t *kids,
+                         apr_time_t deadline)
 {
-    apr_time_t deadline = apr_time_now() + apr_time_from_sec(2);
-    int i;
+    int i, pending;
 
-    for (i = 0; i < news->nelts; i++) {
-        pc_progfd_t *pf = &APR_ARRAY_IDX(news, i, pc_progfd_t);
-        long uid;
-        if (pf->kind != PROG_UNSURE) {
-            continue;
+    do {
+        pending = 0;
+        for (i = 0; i < kids->nelts; i++) {
+            pid_t pid = APR_ARRAY_IDX(kids, i, pid_t);
+            int execd = has_execd(pid);
+            int std = pipe_at(pid, 0) == pf->ino || pipe_at(pid, 1) == pf->ino;
+            if (std && execd) {
+                long uid = status_field(pid, "Uid");
+                pf->pid = pid;
+                pf->kind = uid >= 0 ? PROG_USER : PROG_UNSURE;
+                pf->uid = (uid_t)(uid >= 0 ? uid : 0);
+                return;
+            }
+            if (!execd && (std || (stdin_is_ours(pid)
+                                   && holds_pipe(pid, pf->ino)))) {
+                pending = 1;
+                pf->kind = std ? PROG_UNSURE : pf->kind;
+            }
         }
-        while (!has_execd(pf->pid) && apr_time_now() < deadline) {
+        if (pending) {
             apr_sleep(apr_time_from_msec(1));
         }
-        uid = status_field(pf->pid, "Uid");
-        if (has_execd(pf->pid) && uid >= 0) {
-            pf->kind = PROG_USER;
-            pf->uid = (uid_t)uid;
-        }
-    }
+    } while (pending && apr_time_now() < deadline);
 }
 
 static void warn_programs(server_rec *s, int root, int unsure)
@@ -259,7 +339,8 @@ static void warn_programs(server_rec *s, int root, int unsure)
 static int after_others(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
                         server_rec *s)
 {
-    apr_array_header_t *now = open_fds(ptemp);
+    apr_array_header_t *now = open_fds(ptemp), *kids;
+    apr_time_t deadline = apr_time_now() + apr_time_from_sec(2);
     int i, root = 0, unsure = 0;
 
     for (i = 0; fds_before != NULL && i < now->nelts; i++) {
@@ -271,10 +352,10 @@ static int after_others(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
     if (prog_fds == NULL || prog_fds->nelts == 0) {
         return OK;
     }
-    find_programs(prog_fds);
-    find_users(prog_fds);
+    kids = new_children(ptemp);
     for (i = 0; i < prog_fds->nelts; i++) {
         pc_progfd_t *pf = &APR_ARRAY_IDX(prog_fds, i, pc_progfd_t);
+        find_program(pf, kids, deadline);
         root |= pf->kind == PROG_USER && pf->uid == 0;
         unsure |= pf->kind == PROG_UNSURE;
     }
