@@ -347,6 +347,12 @@ static int take_passed(pc_tslot_t *ts, pc_source_t *src)
     }
     rv = pc_handoff_receive(src->fd, ts->buf, &ts->passed);
     if (rv == APR_SUCCESS) {
+        /* A sign of life for the parent's stall watch (pc_stall.c),
+         * also when the worker parks the connection rather than serve
+         * it: records taken so far (our MPM is not async, so mod_status
+         * does not show this field). */
+        apr_atomic_inc32(&ap_get_scoreboard_process(child.slot)
+                          ->connections);
         return 1;
     }
     if (rv == EPIPE && apr_atomic_cas32(&src->dropped, 1, 0) == 0) {
@@ -575,7 +581,7 @@ static apr_status_t init_table(int n)
 
     pthread_rwlock_init(&child.listeners_lock, NULL);
     child.table = apr_pcalloc(child.pchild, n * sizeof(*child.table));
-    collect_sources(pc_park_init(child.pchild, n));
+    collect_sources(pc_park_init(child.pchild, child.slot, n));
     for (i = 0; i < n; i++) {
         child.table[i].sock = PC_SOCK_IDLE;
         child.table[i].busy_fd = -1;

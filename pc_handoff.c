@@ -495,6 +495,13 @@ static int reset_in_transit(const pc_passed_t *passed, apr_status_t rv)
 
 static void log_reset_in_transit(const pc_passed_t *passed)
 {
+    if ((passed->pre_flags & PC_PRE_BETWEEN) && passed->len == 0) {
+        /* Given back between two requests: no request is lost. */
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ap_server_conf,
+                     "PC0324: a connection given back between two "
+                     "requests was closed by its client");
+        return;
+    }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
                  "PC0319: a passed connection's client closed it before "
                  "this child took it over; its request (%lu bytes read) "

@@ -93,6 +93,7 @@ static struct {
     int readyfd;                 /* eventfd (semaphore): one per ready */
     int stopfd;                  /* eventfd: ends the watching thread */
     apr_pool_t *pool;            /* address look-ups */
+    process_score *ps;           /* keep_alive: how many are parked */
     pthread_mutex_t lock;
     pc_list_t parked;            /* in the order they were parked */
     pc_list_t ready;             /* next request came, for a worker */
@@ -165,6 +166,7 @@ static void make_ready(pc_parked_t *e)
     unpark(e);
     e->ready = 1;
     list_add(&park.ready, e);
+    park.ps->keep_alive = (apr_uint32_t)(park.parked.n + park.ready.n);
     /* One write per connection: each wakes one idle worker. */
     if (write(park.readyfd, &one, sizeof(one)) == -1) {
         /* Cannot overflow: at most one per parked connection. */
@@ -216,11 +218,20 @@ static void *watch(void *arg)
                 pthread_mutex_unlock(&park.lock);
                 return NULL;            /* the stop event */
             }
-            if (!e->ready) {
+            if (e->ready) {
+                continue;
+            }
+            if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
+                /* Reset or closed for good: no worker needed. */
+                unpark(e);
+                close_parked(e);
+            }
+            else {
                 make_ready(e);
             }
         }
         wait_ms = expire();
+        park.ps->keep_alive = (apr_uint32_t)(park.parked.n + park.ready.n);
         pthread_mutex_unlock(&park.lock);
     }
 }
@@ -316,7 +327,7 @@ static void undo_init(int err)
                  "connections; each waits in a worker thread");
 }
 
-int pc_park_init(apr_pool_t *pchild, int threads)
+int pc_park_init(apr_pool_t *pchild, int slot, int threads)
 {
     struct epoll_event ev;
     int err = 0;
@@ -326,6 +337,8 @@ int pc_park_init(apr_pool_t *pchild, int threads)
         return -1;              /* tenants never get connections back */
     }
     park.threads = threads;
+    park.ps = ap_get_scoreboard_process(slot);
+    park.ps->keep_alive = 0;
     park.max = max_parked();
     apr_pool_create(&park.pool, pchild);
     park.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -417,6 +430,8 @@ int pc_park_offer(const pc_passed_t *passed)
         }
         e->deadline = apr_time_now() + keepalive_for(&passed->local);
         list_add(&park.parked, e);
+        park.ps->keep_alive = (apr_uint32_t)(park.parked.n
+                                             + park.ready.n);
     }
     else {
         free(e);
@@ -437,6 +452,8 @@ int pc_park_take(pc_passed_t *out, char *buf)
     pthread_mutex_lock(&park.lock);
     if ((e = park.ready.head) != NULL) {
         list_del(&park.ready, e);
+        park.ps->keep_alive = (apr_uint32_t)(park.parked.n
+                                             + park.ready.n);
     }
     pthread_mutex_unlock(&park.lock);
     if (e == NULL) {

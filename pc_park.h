@@ -20,11 +20,12 @@
 #include "pc_handoff.h"
 
 /* Child start, before the workers: parking, in a dispatch pool's
- * child of 'threads' workers.  Returns the descriptor that becomes
- * readable when a parked connection has its next request (the workers
- * wait on it with the listeners and the channel), or -1 if there is no
- * parking. */
-int pc_park_init(apr_pool_t *pchild, int threads);
+ * child of 'threads' workers in scoreboard slot 'slot' (its
+ * process_score's keep_alive counts the parked connections).  Returns
+ * the descriptor that becomes readable when a parked connection has its
+ * next request (the workers wait on it with the listeners and the
+ * channel), or -1 if there is no parking. */
+int pc_park_init(apr_pool_t *pchild, int slot, int threads);
 
 /* A worker is about to wait for a job (1) or has stopped waiting (0). */
 void pc_park_idle(int idle);

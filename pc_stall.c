@@ -93,8 +93,9 @@ static int reads_way(int i, int way, int live)
 }
 
 /* A summary of the scoreboard of the children that read way 'way' of
- * 'pl': it changes whenever one of them finishes a request, a worker
- * changes state, or a child is replaced. */
+ * 'pl': it changes whenever one of them takes a record, finishes a
+ * request, parks a connection, a worker changes state, or a child is
+ * replaced. */
 static apr_uint64_t readers_life(const pc_pool_t *pl, int way, int live)
 {
     apr_uint64_t life = 0;
@@ -107,6 +108,9 @@ static apr_uint64_t readers_life(const pc_pool_t *pl, int way, int live)
             continue;
         }
         life = life * 31 + (apr_uint64_t)pc_slots_pid(slot);
+        /* Records taken (pc_child.c), connections parked (pc_park.c). */
+        life = life * 31 + ap_get_scoreboard_process(slot)->connections;
+        life = life * 31 + ap_get_scoreboard_process(slot)->keep_alive;
         for (t = 0; t < pc_conf->thread_limit; t++) {
             worker_score *ws = ap_get_scoreboard_worker_from_indexes(slot, t);
 

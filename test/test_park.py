@@ -9,6 +9,7 @@ of 4 threads: 12 idle clients would otherwise leave nobody to read a
 new client's request for the whole keep-alive timeout."""
 
 import os
+import threading
 import time
 
 import pytest
@@ -123,4 +124,54 @@ def test_stop_closes_parked_connections(httpd_factory, dispatch_user):
             assert c.closed_by_server(wait=2)
             c.close()
     finally:
+        h.kill_all()
+
+
+BURST_CONF = CONF.replace("KeepAliveTimeout %d" % KEEPALIVE,
+                          "KeepAliveTimeout 15\nPerchildQueueTimeout 2")
+
+
+def test_burst_of_idle_clients_is_no_stall(httpd_factory, dispatch_user,
+                                           users):
+    """Hundreds of clients arriving at once, each going idle after one
+    request: the dispatch pool is busy parking them, not stalled.  The
+    parent's stall watch (here after 2 s) must not answer the connections
+    given back with 503 or close them; every one still serves its next
+    request."""
+    h = httpd_factory("park-burst")
+    h.write_config(BURST_CONF)
+    opened, errors = [], []
+    lock = threading.Lock()
+
+    def opener(n):
+        for _ in range(n):
+            try:
+                c = RawConnection(h.port("shared"), timeout=30)
+                r = c.request(raw_request("GET", ID, "b.test"))
+                with lock:
+                    (opened if r.status == 200 else errors).append(
+                        c if r.status == 200 else r)
+            except OSError as e:
+                with lock:
+                    errors.append(e)
+    try:
+        h.start()
+        assert wait_until(lambda: http_get(h.port("shared"), ID,
+                                           host="b.test").status == 200, 10)
+        threads = [threading.Thread(target=opener, args=(25,))
+                   for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors[:3]
+        time.sleep(3)
+        assert "PC0318" not in h.error_log(), h.error_log()[-2000:]
+        for c in opened:
+            r = c.request(raw_request("GET", ID, "a.test"))
+            assert r.status == 200, r
+            assert r.ident.get("uid") == str(users["pcalice"].uid), r
+    finally:
+        for c in opened:
+            c.close()
         h.kill_all()
