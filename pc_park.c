@@ -60,7 +60,7 @@ APLOG_USE_MODULE(mpm_perchild);
  * a flood of idle clients holds each thread only briefly; shorter still
  * when most workers are busy. */
 #define PC_PARK_GRACE_MS 100
-#define PC_PARK_GRACE_BUSY_MS 5
+#define PC_PARK_GRACE_BUSY_MS 20
 
 /* Local addresses whose keep-alive timeout is known (a handful of
  * listeners; more are looked up every time). */
