@@ -228,32 +228,35 @@ static int holds_pipe(pid_t pid, ino_t ino)
     return found;
 }
 
-/* Has the child pid exec'd its program yet (and so become its user)? */
-static int has_execd(pid_t pid)
+/* Does /proc/<pid>/<what> name what /proc/self/<what> names?  1 yes,
+ * 0 no, -1 cannot tell (gone, or not ours to read). */
+static int same_as_mine(pid_t pid, const char *what)
 {
     char path[64], mine[512], theirs[512];
     ssize_t a, b;
 
-    snprintf(path, sizeof(path), "/proc/%ld/exe", (long)pid);
-    a = readlink("/proc/self/exe", mine, sizeof(mine) - 1);
+    snprintf(path, sizeof(path), "/proc/self/%s", what);
+    a = readlink(path, mine, sizeof(mine) - 1);
+    snprintf(path, sizeof(path), "/proc/%ld/%s", (long)pid, what);
     b = readlink(path, theirs, sizeof(theirs) - 1);
     if (a <= 0 || b <= 0) {
-        return 1;           /* gone, or cannot tell: do not wait */
+        return -1;
     }
-    return a != b || memcmp(mine, theirs, a) != 0;
+    return a == b && memcmp(mine, theirs, a) == 0;
+}
+
+/* Has the child pid exec'd its program yet (and so become its user)?
+ * Gone, or cannot tell: do not wait for it. */
+static int has_execd(pid_t pid)
+{
+    return same_as_mine(pid, "exe") != 1;
 }
 
 /* Is pid's standard input still this process's (a fork that has not
  * set up its own yet)? */
 static int stdin_is_ours(pid_t pid)
 {
-    char path[64], mine[256], theirs[256];
-    ssize_t a, b;
-
-    snprintf(path, sizeof(path), "/proc/%ld/fd/0", (long)pid);
-    a = readlink("/proc/self/fd/0", mine, sizeof(mine) - 1);
-    b = readlink(path, theirs, sizeof(theirs) - 1);
-    return a > 0 && a == b && memcmp(mine, theirs, a) == 0;
+    return same_as_mine(pid, "fd/0") == 1;
 }
 
 /* The children forked since before_others. */
