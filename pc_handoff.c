@@ -53,6 +53,9 @@
 #include "apr_atomic.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -1033,6 +1036,60 @@ static apr_status_t read_ahead(conn_rec *c, apr_size_t room, char **out,
     return APR_SUCCESS;
 }
 
+/* Are all the processes this thread started gone (exited, maybe not
+ * yet reaped)?  Yes also when the kernel cannot say. */
+static int children_gone(void)
+{
+    char buf[256], path[64], stat[256], *p, *end;
+    ssize_t n;
+    int fd;
+
+    if ((fd = open("/proc/thread-self/children", O_RDONLY | O_CLOEXEC))
+        == -1) {
+        return 1;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return 1;
+    }
+    buf[n] = '\0';
+    for (p = buf; *p != '\0'; p = end) {
+        long pid = strtol(p, &end, 10);
+        char *state;
+        if (end == p) {
+            break;
+        }
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+            continue;
+        }
+        n = read(fd, stat, sizeof(stat) - 1);
+        close(fd);
+        stat[n > 0 ? n : 0] = '\0';
+        state = strrchr(stat, ')');
+        if (state != NULL && state[1] == ' ' && state[2] != 'Z'
+            && state[2] != 'X') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A CGI script this thread ran for a held-back response has ended its
+ * output but may still be exiting.  Ending that request now (the flush
+ * below) would find it alive, and APR then sends it SIGTERM and sleeps
+ * 47 ms before anything else happens: the connection would wait that
+ * long to move.  So wait for it to exit first, 20 ms at most. */
+static void let_programs_exit(void)
+{
+    int i;
+
+    for (i = 0; i < 100 && !children_gone(); i++) {
+        apr_sleep(200);
+    }
+}
+
 /* Writes out what earlier requests on this connection left buffered
  * (httpd holds back responses to pipelined requests): the receiver's
  * bytes must follow ours on the wire. */
@@ -1045,6 +1102,7 @@ static apr_status_t flush_earlier_responses(conn_rec *c)
     if (!c->data_in_output_filters) {
         return APR_SUCCESS;
     }
+    let_programs_exit();
     bb = apr_brigade_create(c->pool, c->bucket_alloc);
 
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));

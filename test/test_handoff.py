@@ -552,6 +552,52 @@ def test_pipelined_with_body(shared, users, body_file):
         assert r2.ident["query"] == "t=" + t2 and r2.ident["len"] == "0"
 
 
+EXIT_LATE = """#!/bin/sh
+# Answers, closes its output and errors, and exits a few milliseconds
+# later: as a script does that still has work after its output.
+trap 'echo "$QUERY_STRING" >> {log}' TERM
+echo "Content-Type: text/plain"
+echo
+echo "n=$QUERY_STRING"
+exec 1>&- 2>&-
+sleep 0.005
+"""
+
+
+def test_pipelined_cgi_not_killed_by_the_pass(shared, users):
+    """Pipelined CGI requests that switch pools on every request.  Each
+    response httpd holds back is written out when the connection moves;
+    that ends its request, and APR, finding its script still alive, would
+    send it SIGTERM and sleep 47 ms before the connection can move.  The
+    child lets the script exit first: no script is killed but maybe the
+    last (its response is not held back, as under worker)."""
+    logdir = shared.root / "termlog"
+    logdir.mkdir(exist_ok=True)
+    os.chmod(logdir, 0o1777)
+    log = logdir / "term"
+    script = shared.root / "cgi-bin" / "exitlate.cgi"
+    script.write_text(EXIT_LATE.format(log=log))
+    os.chmod(script, 0o755)
+    # Every worker learns where a.test and b.test go (pc_hint.c): the
+    # pass then comes right after the response, before httpd parses.
+    for _ in range(12):
+        k = KeepAliveClient(shared.port("shared"))
+        for h in ("a.test", "b.test") * 3:
+            assert k.get("/index.html", h).status == 200
+        k.close()
+    hosts = ["a.test", "b.test"] * 4
+    req = b"".join(raw_request("GET", "/cgi-bin/exitlate.cgi?%d" % i, h)
+                   for i, h in enumerate(hosts))
+    with RawConnection(shared.port("shared"), timeout=20) as c:
+        c.send(req)
+        for i, h in enumerate(hosts):
+            r = c.read_response()
+            assert r.status == 200 and "n=%d" % i in r.body, r
+    time.sleep(1)
+    killed = log.read_text().split() if log.exists() else []
+    assert not [k for k in killed if int(k) < len(hosts) - 1], killed
+
+
 # --------------------------------------------------------------------------
 # 4. 1 MiB bodies
 
