@@ -46,16 +46,21 @@ static void row(request_rec *r, int slot, int flags)
                                           pc_pools_pool_of_slot(slot)));
     int busy, idle;
 
+    /* A dispatch child's keep-alive connections that wait without a
+     * worker (pc_park.c) are in no worker's row: count them here. */
+    unsigned parked = ps ? (unsigned)ps->keep_alive : 0;
+
     count_workers(slot, &busy, &idle);
     if (flags & AP_STATUS_SHORT) {
         ap_rprintf(r, "PerchildChild%d: pid=%" APR_PID_T_FMT " pool=%s "
-                   "busy=%d idle=%d\n", slot, ps ? ps->pid : 0,
-                   ap_escape_html(r->pool, pool), busy, idle);
+                   "busy=%d idle=%d parked=%u\n", slot, ps ? ps->pid : 0,
+                   ap_escape_html(r->pool, pool), busy, idle, parked);
         return;
     }
     ap_rprintf(r, "<tr><td>%d</td><td>%" APR_PID_T_FMT "</td><td>%s</td>"
-               "<td>%d</td><td>%d</td></tr>\n", slot, ps ? ps->pid : 0,
-               ap_escape_html(r->pool, pool), busy, idle);
+               "<td>%d</td><td>%d</td><td>%u</td></tr>\n", slot,
+               ps ? ps->pid : 0, ap_escape_html(r->pool, pool), busy, idle,
+               parked);
 }
 
 static int status_hook(request_rec *r, int flags)
@@ -68,7 +73,8 @@ static int status_hook(request_rec *r, int flags)
     if (!(flags & AP_STATUS_SHORT)) {
         ap_rputs("<hr /><h2>perchild pools</h2>\n<table border=\"1\">"
                  "<tr><th>Slot</th><th>PID</th><th>Pool (user:group)</th>"
-                 "<th>Busy</th><th>Idle</th></tr>\n", r);
+                 "<th>Busy</th><th>Idle</th><th>Parked keep-alive</th>"
+                 "</tr>\n", r);
     }
     for (slot = 0; slot < pc_conf->total_children; slot++) {
         row(r, slot, flags);

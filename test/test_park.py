@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from pchelpers import (DISPATCH_USER, RawConnection, http_get,
-                       raw_request, serve, wait_until)
+from pchelpers import (BASE_MODULES, DISPATCH_USER, RawConnection,
+                       http_get, raw_request, serve, wait_until)
 
 KEEPALIVE = 4
 
@@ -28,6 +28,9 @@ Listen 127.0.0.1:{{port_shared}}
     ServerName a.test
     DocumentRoot {{htdocs}}/pcalice
     AssignUserID pcalice pcalice
+    <Location /server-status>
+        SetHandler server-status
+    </Location>
 </VirtualHost>
 <VirtualHost 127.0.0.1:{{port_shared}}>
     ServerName b.test
@@ -41,7 +44,8 @@ ID = "/cgi-bin/id.cgi"
 
 @pytest.fixture(scope="module")
 def srv(httpd_factory, dispatch_user):
-    yield from serve(httpd_factory, "park", CONF)
+    yield from serve(httpd_factory, "park", CONF,
+                     modules=BASE_MODULES + ("status",))
 
 
 def idle_clients(srv, n, host):
@@ -86,6 +90,29 @@ def test_idle_clients_leave_the_dispatch_pool_free(srv, users):
     finally:
         for c in idle:
             c.close()
+
+
+def parked(srv, dispatch_user):
+    """The dispatch children's parked= counts in server-status?auto."""
+    r = http_get(srv.port("shared"), "/server-status?auto", host="a.test")
+    assert r.status == 200, r
+    label = "pool=%s:%s " % (DISPATCH_USER, DISPATCH_USER)
+    return sum(int(line.split("parked=")[1].split()[0])
+               for line in r.body.splitlines()
+               if line.startswith("PerchildChild") and label in line)
+
+
+def test_parked_connections_counted_in_server_status(srv, dispatch_user):
+    idle = idle_clients(srv, 8, "b.test")
+    try:
+        # Past the grace period every idle one is parked.
+        assert wait_until(lambda: parked(srv, dispatch_user) >= 8, 5), \
+            parked(srv, dispatch_user)
+    finally:
+        for c in idle:
+            c.close()
+    assert wait_until(lambda: parked(srv, dispatch_user) <= 1, 5), \
+        parked(srv, dispatch_user)
 
 
 def test_idle_clients_closed_after_keepalive_timeout(srv, dispatch_user):
