@@ -92,7 +92,7 @@ static struct {
     int epfd;                    /* the parked descriptors, one-shot */
     int readyfd;                 /* eventfd (semaphore): one per ready */
     int stopfd;                  /* eventfd: ends the watching thread */
-    apr_pool_t *pool;            /* address look-ups */
+    apr_pool_t *pool;            /* parent of the look-ups' pools */
     process_score *ps;           /* keep_alive: how many are parked */
     pthread_mutex_t lock;
     pc_list_t parked;            /* in the order they were parked */
@@ -266,7 +266,9 @@ static apr_interval_time_t keepalive_for(const struct sockaddr_storage *ss)
     const void *bin;
     apr_sockaddr_t *sa;
     conn_rec c;
+    apr_pool_t *tmp;
     apr_port_t port;
+    apr_interval_time_t timeout;
     int i;
 
     for (i = 0; i < park.naddrs; i++) {
@@ -284,20 +286,26 @@ static apr_interval_time_t keepalive_for(const struct sockaddr_storage *ss)
         bin = &s4->sin_addr;
         port = ntohs(s4->sin_port);
     }
+    /* The looked-up address lives only for the look-up: beyond the
+     * cache's size, every look-up would otherwise add to a pool that
+     * lives as long as the child. */
+    apr_pool_create(&tmp, park.pool);
     memset(&c, 0, sizeof(c));
     c.base_server = ap_server_conf;
     if (inet_ntop(ss->ss_family, bin, ip, sizeof(ip)) != NULL
         && apr_sockaddr_info_get(&sa, ip, ss->ss_family == AF_INET6
                                            ? APR_INET6 : APR_INET,
-                                 port, 0, park.pool) == APR_SUCCESS) {
+                                 port, 0, tmp) == APR_SUCCESS) {
         c.local_addr = sa;
         ap_update_vhost_given_ip(&c);
     }
+    timeout = c.base_server->keep_alive_timeout;
+    apr_pool_destroy(tmp);
     if (park.naddrs < PC_PARK_ADDRS) {
         park.addrs[park.naddrs].addr = *ss;
-        park.addrs[park.naddrs++].timeout = c.base_server->keep_alive_timeout;
+        park.addrs[park.naddrs++].timeout = timeout;
     }
-    return c.base_server->keep_alive_timeout;
+    return timeout;
 }
 
 static int max_parked(void)

@@ -59,6 +59,14 @@ def idle_clients(srv, n, host):
     return out
 
 
+def serve_next_as_alice(conns, users):
+    """Each connection's next request, for a.test: served as pcalice."""
+    for c in conns:
+        r = c.request(raw_request("GET", ID, "a.test"))
+        assert r.status == 200, r
+        assert r.ident.get("uid") == str(users["pcalice"].uid), r
+
+
 def dispatch_pids(srv, dispatch_user):
     return [c.pid for c in srv.children() if c.uid == dispatch_user.uid]
 
@@ -83,10 +91,7 @@ def test_idle_clients_leave_the_dispatch_pool_free(srv, users):
         assert took < KEEPALIVE / 2, took
         # The idle connections still serve their next request, for
         # another user this time.
-        for c in idle:
-            r = c.request(raw_request("GET", ID, "a.test"))
-            assert r.status == 200, r
-            assert r.ident.get("uid") == str(users["pcalice"].uid), r
+        serve_next_as_alice(idle, users)
     finally:
         for c in idle:
             c.close()
@@ -194,10 +199,7 @@ def test_burst_of_idle_clients_is_no_stall(httpd_factory, dispatch_user,
         assert not errors, errors[:3]
         time.sleep(3)
         assert "PC0318" not in h.error_log(), h.error_log()[-2000:]
-        for c in opened:
-            r = c.request(raw_request("GET", ID, "a.test"))
-            assert r.status == 200, r
-            assert r.ident.get("uid") == str(users["pcalice"].uid), r
+        serve_next_as_alice(opened, users)
     finally:
         for c in opened:
             c.close()
