@@ -342,6 +342,21 @@ def test_children_killed_from_outside_are_no_crash_loop(httpd, users):
     httpd.stop()
 
 
+def scripts_of(uid):
+    """The id.cgi scripts running as `uid` (mod_cgi or mod_cgid)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat("/proc/" + pid).st_uid != uid:
+                continue
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if b"id.cgi" in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
 def test_queue_of_a_pool_held_off_answered_at_once(httpd, users):
     """Connections waiting in a pool's channel when the parent starts
     holding the pool off (its children crash right after start) get 503
@@ -355,30 +370,40 @@ def test_queue_of_a_pool_held_off_answered_at_once(httpd, users):
                                       if c.uid == carol
                                       and c.pid != victim), None), 5)
     assert victim, httpd.children()
-    os.kill(victim, signal.SIGSTOP)
-    clients, results = [], []
+    # The victim's three workers are kept busy by slow scripts, so that
+    # none of them can take a queued record in the moment between the
+    # SIGSEGV and the process's end (a record taken then is lost with
+    # the process: EOF, as a crash mid-request is under worker).
+    clients, results, busy = [], [], []
 
-    def ask(kc):
-        results.append(kc.get(CGI, "c.test"))
+    def ask(kc, path, out):
+        out.append(kc.get(path, "c.test"))
     try:
-        for _ in range(3):
-            kc = KeepAliveClient(port, timeout=15)
-            assert kc.get(CGI, "a.test").status == 200
-            clients.append(kc)
-        threads = [threading.Thread(target=ask, args=(kc,))
-                   for kc in clients]
+        for _ in range(6):
+            clients.append(KeepAliveClient(port, timeout=15))
+        threads = [threading.Thread(target=ask,
+                                    args=(kc, CGI + "?sleep=8", busy))
+                   for kc in clients[:3]]
+        for t in threads:
+            t.start()
+        assert wait_until(lambda: len(scripts_of(carol)) == 3, 5), busy
+        # Accepted by the other pools' children (carol's has no idle
+        # worker, so it accepts nothing) and passed to carol's channel.
+        threads = [threading.Thread(target=ask, args=(kc, CGI, results))
+                   for kc in clients[3:]]
         for t in threads:
             t.start()
         time.sleep(0.5)               # passed to carol's channel by now
         os.kill(victim, signal.SIGSEGV)
         started = time.monotonic()
-        os.kill(victim, signal.SIGCONT)
         for t in threads:
             t.join(15)
         waited = time.monotonic() - started
     finally:
         for kc in clients:
             kc.close()
+        for pid in scripts_of(carol):   # orphaned by the crash
+            os.kill(pid, signal.SIGKILL)
     assert "PC0206: children of pool pccarol" in httpd.error_log()
     assert [r.status for r in results] == [503] * 3, results
     assert waited < 4, "the queue waited %.1f s" % waited
