@@ -356,10 +356,11 @@ static int needs_send_end(int pool, int to)
     return d < 0 || pool == d || to == d;
 }
 
-/* PC0301 at error level once a second per owner pool and process; the
- * rest at debug, counted in the next error line.  A pool held off or
- * stopped under load would otherwise write a line per request. */
-static apr_uint32_t *refusal_second;    /* per pool: last error line */
+/* PC0301 at error level at most once a second per owner pool and
+ * process; the rest at debug, counted in the next error line.  A pool
+ * held off or stopped under load would otherwise write a line per
+ * request. */
+static apr_uint32_t *refusal_msec;      /* per pool: last error line */
 static apr_uint32_t *refusal_quiet;     /* per pool: refusals since */
 
 /* A child keeps its own way's receiving ends (its way's and those of
@@ -370,7 +371,7 @@ void pc_handoff_child_init(int pool, int way)
     int i, w;
 
     my_way = way;
-    refusal_second = apr_pcalloc(pc_pconf, pc_conf->pools->nelts
+    refusal_msec = apr_pcalloc(pc_pconf, pc_conf->pools->nelts
                                            * sizeof(apr_uint32_t));
     refusal_quiet = apr_pcalloc(pc_pconf, pc_conf->pools->nelts
                                           * sizeof(apr_uint32_t));
@@ -883,14 +884,15 @@ static const char refusal_body[] =
 static void log_refusal(conn_rec *c, apr_status_t rv, const char *vhost,
                         const pc_pool_t *want, const char *why)
 {
-    apr_uint32_t now = (apr_uint32_t)apr_time_sec(apr_time_now());
+    /* Milliseconds, wrapping every 49 days: only differences count. */
+    apr_uint32_t now = (apr_uint32_t)apr_time_as_msec(apr_time_now());
     apr_uint32_t then, more = 0;
     int level = APLOG_ERR;
 
-    if (refusal_second != NULL && want != NULL) {
-        then = apr_atomic_read32(&refusal_second[want->index]);
-        if (then == now
-            || apr_atomic_cas32(&refusal_second[want->index], now, then)
+    if (refusal_msec != NULL && want != NULL) {
+        then = apr_atomic_read32(&refusal_msec[want->index]);
+        if (now - then < 1000
+            || apr_atomic_cas32(&refusal_msec[want->index], now, then)
                != then) {
             apr_atomic_inc32(&refusal_quiet[want->index]);
             level = APLOG_DEBUG;
@@ -1234,8 +1236,9 @@ static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
 }
 
 /* The answer refuse() gives, for a request httpd has already finished
- * with (the send failed after it let go of the connection). */
-static int refusal(char *buf, apr_size_t size, int head_only)
+ * with (the send failed after it let go of the connection), and the
+ * parent's on listeners nobody accepts (pc_orphan.c). */
+int pc_handoff_refusal(char *buf, apr_size_t size, int head_only)
 {
     return apr_snprintf(buf, size,
                         "HTTP/1.1 503 Service Unavailable\r\n"
@@ -1252,7 +1255,7 @@ static void refuse_raw(apr_socket_t *sock, int head_only)
     char buf[512];
     apr_size_t len;
 
-    len = (apr_size_t)refusal(buf, sizeof(buf), head_only);
+    len = (apr_size_t)pc_handoff_refusal(buf, sizeof(buf), head_only);
     apr_socket_timeout_set(sock, apr_time_from_sec(5));
     apr_socket_send(sock, buf, &len);
 }
@@ -1297,7 +1300,7 @@ void pc_handoff_refuse_passed(pc_passed_t *passed)
         apr_size_t skip = proxy_len(passed->bytes, passed->len);
         int head_only = passed->len - skip >= 5
                         && memcmp(passed->bytes + skip, "HEAD ", 5) == 0;
-        int n = refusal(buf, sizeof(buf), head_only);
+        int n = pc_handoff_refusal(buf, sizeof(buf), head_only);
 
         send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
     }

@@ -88,6 +88,10 @@ int pc_handoff_parent_chan(int pool, int way, int *ways, int *live);
  * its sending side down; the caller closes it. */
 void pc_handoff_refuse_passed(pc_passed_t *passed);
 
+/* Writes the 503 answer (with Retry-After, Connection: close) into 'buf';
+ * its length. */
+int pc_handoff_refusal(char *buf, apr_size_t size, int head_only);
+
 /* Was 'passed' given back between two requests, with nothing of the
  * next request read yet (at most a PROXY header)?  Then it can wait for
  * that request without a worker (pc_park.c). */

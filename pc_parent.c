@@ -24,6 +24,7 @@
 
 #include "perchild.h"
 #include "pc_affinity.h"
+#include "pc_orphan.h"
 #include "pc_stall.h"
 #include "http_log.h"
 #include "http_main.h"
@@ -553,8 +554,16 @@ static void reap_one(apr_proc_t *pid, apr_exit_why_e why, int status)
     if (pc_stall_reaped(pid->pid)) {
         return;                   /* a stall helper (pc_stall.c) */
     }
-    processed = ap_process_child_status(pid, why, status);
     slot = pc_slots_find(pid->pid);
+    if (slot >= 0 && APR_PROC_CHECK_EXIT(why)
+        && status == APEXIT_CHILDFATAL) {
+        /* httpd would log AH00050, "Apache is exiting!": true under
+         * worker, false here (only that pool stops; PC0205 says so). */
+        processed = APEXIT_CHILDFATAL;
+    }
+    else {
+        processed = ap_process_child_status(pid, why, status);
+    }
 
     if (slot >= 0) {
         if (pc_slots_gen(slot) == pc_retained->mpm->my_generation) {
@@ -621,6 +630,7 @@ static void server_main_loop(server_rec *s)
         fill_slots(s);
         pc_slots_publish();
         pc_stall_check();
+        pc_orphan_check();
     }
 }
 
@@ -743,6 +753,7 @@ int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)
     ap_unixd_mpm_set_signals(pconf, pc_one_process);
     ensure_pool_state();
     lost_init();
+    pc_orphan_init();
 
     log_started(plog, s);
     mpm->mpm_state = AP_MPMQ_RUNNING;

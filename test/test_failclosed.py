@@ -5,6 +5,8 @@ The server is started with CAP_SETUID removed from the capability bounding
 set, so the root parent runs normally but every child's setuid() fails."""
 
 import ctypes
+import os
+import signal
 import re
 
 import pytest
@@ -73,3 +75,57 @@ def test_unset_user_is_refused(httpd_factory):
     h.conf.write_text(conf + "\n")
     rc, out = h.apache2("-t")
     assert rc != 0 and "PC0101" in out and "User" in out, out
+
+
+CHROOT_CONF = """
+ThreadsPerChild 2
+ChrootDir {chroot}
+Listen 127.0.0.1:{port_pcalice}
+Listen 127.0.0.1:{port_pcbob}
+<VirtualHost 127.0.0.1:{port_pcalice}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_pcbob}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+"""
+
+
+def test_one_pool_that_cannot_start_is_no_exit_of_apache(httpd_factory,
+                                                         tmp_path, users):
+    """A child that fails to become its user stops only its pool (PC0205):
+    the log must not carry httpd's "Apache is exiting!" (AH00050), which
+    is what worker does on that exit status and false here."""
+    chroot = tmp_path / "chroot"
+    chroot.mkdir()
+    h = httpd_factory("onepool")
+    h.write_config(CHROOT_CONF.replace("{chroot}", str(chroot)))
+    h.start()
+    try:
+        bob = users["pcbob"].uid
+        old = wait_until(lambda: next((c.pid for c in h.children()
+                                       if c.uid == bob), None), 5)
+        assert old, h.children()
+        chroot.rmdir()                # the next child's chroot() fails
+        os.kill(old, signal.SIGKILL)
+        assert wait_until(lambda: "PC0205" in h.error_log(), 10), \
+            h.error_log()
+        log = h.error_log()
+        assert "PC0407" in log, log
+        assert "AH00050" not in log and "Apache is exiting" not in log, log
+        assert pid_alive(h.read_pid()), log
+        # bob's own port: nobody accepts there now; the parent answers
+        # (it used to be left in the listen backlog: a client timeout).
+        for _ in range(3):
+            r = http_get(h.port("pcbob"), "/", host="b.test", timeout=5)
+            assert r.status == 503 and r.headers.get("Retry-After"), r
+        # alice's pool still answers (its DocumentRoot is outside the
+        # chroot: 403 or 404, but from alice's child).
+        r = http_get(h.port("pcalice"), "/", host="a.test", timeout=5)
+        assert r.status in (403, 404), r
+        said = "PC0217: listener 127.0.0.1:%d" % h.port("pcbob")
+        assert h.error_log().count(said) == 1, h.error_log()
+    finally:
+        h.kill_all()

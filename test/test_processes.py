@@ -409,3 +409,47 @@ def test_queue_of_a_pool_held_off_answered_at_once(httpd, users):
     assert waited < 4, "the queue waited %.1f s" % waited
     assert "PC0321" in httpd.error_log()
     httpd.stop()
+
+
+CRASHY_OWNED = """
+ThreadsPerChild 3
+ChildPerUserID pcalice pcalice
+Listen 127.0.0.1:{port_shared}
+Listen 127.0.0.1:{port_carol}
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_carol}>
+    ServerName c.test
+    AssignUserID pccarol pccarol
+</VirtualHost>
+"""
+
+
+def test_own_port_of_a_pool_held_off_answered_503(httpd, users):
+    """A port whose vhosts are all carol's is accepted by carol's children
+    alone.  While the parent holds carol's pool off, nobody would accept
+    there and clients would wait in the listen backlog: the parent answers
+    them 503 instead, and carol's children take the port back after."""
+    httpd.write_config(CRASHY_OWNED)
+    httpd.start()
+    carol = users["pccarol"].uid
+    port = httpd.port("carol")
+    kill_young_children(httpd, carol, signal.SIGSEGV, 5)
+    assert wait_until(lambda: "PC0206" in httpd.error_log(), 5)
+    for _ in range(3):
+        started = time.monotonic()
+        r = http_get(port, CGI, host="c.test", timeout=5)
+        assert r.status == 503 and r.headers.get("Retry-After"), r
+        assert time.monotonic() - started < 2
+    log = httpd.error_log()
+    assert log.count("PC0217: listener 127.0.0.1:%d" % port) == 1, log
+    # alice's port is not the parent's business.
+    r = http_get(httpd.port("shared"), CGI, host="a.test")
+    assert r.status == 200 and int(r.ident["uid"]) == users["pcalice"].uid
+    # After the hold-off (10 s), carol serves her port again.
+    r = wait_until(lambda: (lambda x: x if x.status == 200 else None)(
+        http_get(port, CGI, host="c.test", timeout=5)), 20)
+    assert r and int(r.ident["uid"]) == carol, r
+    httpd.stop()
