@@ -347,10 +347,32 @@ static void log_implicit_pools(apr_pool_t *p, int level)
     }
 }
 
+/* A configuration without any AssignUserID runs every site as User/Group.
+ * The likeliest cause is a host moved from mpm-itk whose vhosts wrap
+ * AssignUserID in <IfModule mpm_itk_module> (as control panels write
+ * them): httpd skips those blocks before perchild sees them. */
+static void log_no_assignment(server_rec *s, int level)
+{
+    server_rec *vs;
+
+    for (vs = s; vs != NULL; vs = vs->next) {
+        if (PC_SERVER_CONF(vs)->user != NULL) {
+            return;
+        }
+    }
+    ap_log_error(APLOG_MARK, level, 0, ap_server_conf,
+                 "PC0109: no virtual host has AssignUserID: every site is "
+                 "served as %s (an AssignUserID inside <IfModule "
+                 "mpm_itk_module> or <IfModule mpm_itk.c> is skipped: "
+                 "remove the <IfModule> around it)",
+                 pc_pools_label(pc_pools_get(0)));
+}
+
 /* For the error log, once it is open (each generation). */
 void pc_pools_log_implicit(apr_pool_t *p)
 {
     log_implicit_pools(p, APLOG_NOTICE);
+    log_no_assignment(ap_server_conf, APLOG_NOTICE);
 }
 
 /* Gives every vhost with AssignUserID its pool, creating implicit pools
@@ -388,6 +410,7 @@ static void assign_vhosts(apr_pool_t *p, server_rec *s, int startup)
      * error log gets it when it opens (pc_parent.c). */
     if (startup && !second_startup_pass()) {
         log_implicit_pools(p, APLOG_NOTICE | APLOG_STARTUP);
+        log_no_assignment(s, APLOG_NOTICE | APLOG_STARTUP);
     }
 }
 
@@ -688,8 +711,8 @@ int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
     wanted = layout_slots(PC_MAX_SERVER_LIMIT);
     if (wanted > PC_MAX_SERVER_LIMIT) {
         ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
-                     "PC0107: ChildPerUserID, AssignUserID and NumServers "
-                     "ask for %d children, more than the %d a server can "
+                     "PC0107: ChildPerUserID, DispatchUserID, AssignUserID "
+                     "and NumServers ask for %d children, more than the %d a server can "
                      "run: lower the pools' sizes", wanted,
                      PC_MAX_SERVER_LIMIT);
         return !OK;
@@ -701,8 +724,9 @@ int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
     if (wanted > pc_conf->server_limit) {
         ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
                      "PC0103: ServerLimit %d is less than the %d children "
-                     "that ChildPerUserID, AssignUserID and NumServers ask "
-                     "for: raise ServerLimit or lower the pools' sizes",
+                     "that ChildPerUserID, DispatchUserID, AssignUserID and "
+                     "NumServers ask for: raise ServerLimit or lower the "
+                     "pools' sizes",
                      pc_conf->server_limit, wanted);
         return !OK;
     }

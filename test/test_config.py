@@ -63,6 +63,23 @@ ChildPerUserID pccarol pccarol 1
     assert "Syntax OK" in out
 
 
+def test_assignment_hidden_in_ifmodule_itk_is_pointed_out(httpd):
+    """Control panels write AssignUserID inside <IfModule mpm_itk_module>;
+    httpd skips that block under perchild, and the vhost would run as
+    User/Group without a word.  With no AssignUserID seen at all,
+    `apache2 -t` says so (PC0109); with one, it does not."""
+    config(httpd, assign="<IfModule mpm_itk_module>\n"
+                         "        AssignUserID pcalice pcalice\n"
+                         "    </IfModule>")
+    rc, out = config_test(httpd)
+    assert rc == 0, out
+    assert "PC0109: no virtual host has AssignUserID" in out, out
+    assert "IfModule mpm_itk_module" in out, out
+    config(httpd)
+    rc, out = config_test(httpd)
+    assert rc == 0 and "PC0109" not in out, out
+
+
 def readme_config_block():
     """The "Configuration in one screen" block of README.md, as written."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
