@@ -14,18 +14,24 @@
 /* pc_orphan.c: a listener whose vhosts all belong to one pool (an IP- or
  * port-based tenant) is accepted by that pool's children only.  While the
  * parent keeps that pool down (its children cannot become its user,
- * PC0205, or die right after start, PC0206) nobody accepts there: the
- * kernel would complete every handshake and leave the clients waiting in
- * the listen backlog until they gave up.  The parent, which holds every
- * listener, accepts them itself instead and answers 503, as a sender
- * does for a shared listener; TLS connections are closed (a plain-text
+ * PC0205, or die right after start, PC0206) and none of its children is
+ * left, nobody accepts there: the kernel would complete every handshake
+ * and leave the clients waiting in the listen backlog until they gave
+ * up.  Such connections are answered 503 instead, as a sender answers
+ * them on a shared listener; TLS connections are closed (a plain-text
  * answer means nothing to them), so that they fail at once too.
  *
- * The parent never reads these requests: it answers at once, then drops
- * what the client sends until it closes (at most PC_ORPHAN_LINGER), so
- * that the close does not reset a connection whose 503 is still unread.
- * The sockets are fresh from accept(): no tenant has a copy, and nothing
- * done on them can block (non-blocking, no SO_LINGER). */
+ * The parent only looks (poll with no wait).  Accepting and answering is
+ * left to a short-lived helper process per pool, as for a stalled
+ * channel (pc_stall.c), for the same reasons: the listening socket is
+ * shared with the pool's tenants, who can clear its O_NONBLOCK or give
+ * it an SO_LINGER that accepted sockets inherit, and so make an accept
+ * or a close wait; and a client socket the parent held would be
+ * inherited by every child it forks meanwhile.  The helper keeps only
+ * those listeners, runs as the pool's user, answers without reading the
+ * requests, drops what the clients send until they close (so that the
+ * close does not reset an unread 503), and exits; the parent kills it
+ * if it takes longer than PC_ORPHAN_LIFE. */
 
 #include "perchild.h"
 #include "pc_handoff.h"
@@ -36,104 +42,195 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 APLOG_USE_MODULE(mpm_perchild);
 
-/* Connections taken per listener and round; the rest wait a round (the
- * parent's loop turns ten times a second). */
-#define PC_ORPHAN_BATCH 64
-/* Answered connections waiting for their clients to close. */
-#define PC_ORPHAN_LINGERING 256
-#define PC_ORPHAN_LINGER apr_time_from_sec(2)
+/* Helpers running at once (one per pool). */
+#define PC_ORPHAN_HELPERS 4
+/* Listeners one helper watches, connections it answers. */
+#define PC_ORPHAN_LISTENERS 64
+#define PC_ORPHAN_CONNS 256
+/* A helper accepts for this long, then lets its clients read their
+ * answers for PC_ORPHAN_LINGER more; the parent kills it after
+ * PC_ORPHAN_LIFE. */
+#define PC_ORPHAN_ACCEPT_MS 1000
+#define PC_ORPHAN_LINGER_MS 2000
+#define PC_ORPHAN_LIFE apr_time_from_sec(5)
 
 typedef struct {
-    int fd;
-    apr_time_t until;
-} lingering_t;
+    pid_t pid;
+    int pool;
+    apr_time_t started;
+} helper_t;
 
-static lingering_t lingering[PC_ORPHAN_LINGERING];
-static int nlingering;
-static char *said;        /* per listener: PC0217 said for this outage */
+static helper_t helpers[PC_ORPHAN_HELPERS];
+
+/* Per generation, per listener: the pools that accept it (most have one)
+ * and whether PC0217 was said for its address in this outage. */
+typedef struct {
+    int *pools;
+    int npools;
+    int said;
+} watch_t;
+
+static watch_t *watches;
+
+static apr_time_t monotonic_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return apr_time_from_sec(ts.tv_sec) + ts.tv_nsec / 1000;
+}
 
 void pc_orphan_init(void)
 {
-    said = apr_pcalloc(pc_pconf, pc_conf->listeners->nelts + 1);
-}
+    int i, j, n = pc_conf->listeners->nelts;
 
-/* 1 if no running pool accepts 'pl'; 'down' is then one that would. */
-static int orphaned(const pc_listener_t *pl, int *down)
-{
-    int i;
+    watches = apr_pcalloc(pc_pconf, (n + 1) * sizeof(*watches));
+    for (i = 0; i < n; i++) {
+        const pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
+                                                 pc_listener_t);
 
-    *down = -1;
-    for (i = 0; i < pc_conf->pools->nelts; i++) {
-        if (!pc_pools_accepts(i, pl)) {
-            continue;
-        }
-        if (pc_pools_get(i)->slots > 0 && !pc_parent_pool_down(i)) {
-            return 0;
-        }
-        if (*down < 0) {
-            *down = i;
+        watches[i].pools = apr_palloc(pc_pconf, (pc_conf->pools->nelts + 1)
+                                                * sizeof(int));
+        for (j = 0; j < pc_conf->pools->nelts; j++) {
+            if (pc_pools_accepts(j, pl)) {
+                watches[i].pools[watches[i].npools++] = j;
+            }
         }
     }
-    return *down >= 0;
 }
 
-/* Reads and drops what the client sent; 1 once it has closed (or the
- * connection failed). */
-static int drain(int fd)
+/* Has 'pl' a child alive that accepts bucket 'bucket' (even if the
+ * parent keeps the pool down: a hold-off stops one slot's crash loop,
+ * not its other children)? */
+static int bucket_has_child(const pc_pool_t *pl, int bucket)
 {
-    char sink[4096];
     int i;
 
-    for (i = 0; i < 16; i++) {
-        ssize_t got = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+    for (i = 0; i < pl->slots; i++) {
+        int slot = pl->first_slot + i;
+        pid_t pid = pc_slots_pid(slot);
 
-        if (got == 0) {
+        if (pid > 0 && pc_pools_takes_bucket(pl->index, slot, bucket)
+            && (kill(pid, 0) == 0 || errno == EPERM)) {
             return 1;
-        }
-        if (got < 0) {
-            return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
         }
     }
     return 0;
 }
 
-static void linger_add(int fd, apr_time_t now)
+/* The pool to answer for listener 'i' if no pool can take its
+ * connections now, else -1.  A pool that is up may be replacing a child:
+ * its connections wait for it, as under worker. */
+static int orphaned(int i)
 {
-    if (nlingering == PC_ORPHAN_LINGERING) {
-        close(fd);                /* a flood: its answer may be reset */
-        return;
-    }
-    lingering[nlingering].fd = fd;
-    lingering[nlingering].until = now + PC_ORPHAN_LINGER;
-    nlingering++;
-}
+    const pc_listener_t *l = &APR_ARRAY_IDX(pc_conf->listeners, i,
+                                            pc_listener_t);
+    int j, down = -1;
 
-static void linger_round(apr_time_t now)
-{
-    int i = 0;
+    for (j = 0; j < watches[i].npools; j++) {
+        int pool = watches[i].pools[j];
+        const pc_pool_t *pl = pc_pools_get(pool);
 
-    while (i < nlingering) {
-        if (drain(lingering[i].fd) || now >= lingering[i].until) {
-            close(lingering[i].fd);
-            lingering[i] = lingering[--nlingering];
+        if (pl->slots > 0 && (!pc_parent_pool_down(pool)
+                              || bucket_has_child(pl, l->bucket))) {
+            return -1;
         }
-        else {
-            i++;
+        if (down < 0) {
+            down = pool;
         }
     }
+    return down;
 }
 
-static void answer(int fd, int tls, apr_time_t now)
+static int listener_fd(int i)
 {
+    const pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
+                                             pc_listener_t);
+    apr_os_sock_t fd;
+
+    if (apr_os_sock_get(&fd, pl->lr->sd) != APR_SUCCESS) {
+        return -1;
+    }
+    return fd;
+}
+
+/* Is a connection waiting on listener 'i'?  (poll never waits here.)
+ * A listener shut down by a process holding it (PC0112) reads as
+ * ready and hung up: nothing waits there. */
+static int pending(int i)
+{
+    struct pollfd p;
+
+    p.fd = listener_fd(i);
+    p.events = POLLIN;
+    return p.fd >= 0 && poll(&p, 1, 0) == 1 && p.revents == POLLIN;
+}
+
+/* ---- the helper ---- */
+
+typedef struct {
+    struct pollfd p[PC_ORPHAN_LISTENERS + PC_ORPHAN_CONNS];
+    int tls[PC_ORPHAN_LISTENERS];
+    int nlisten, nconns;
+} helper_set_t;
+
+/* Keeps only the listeners (moved to 3, 4, ...) and the standard
+ * descriptors, and becomes the pool's user, undumpable. */
+static int helper_become(helper_set_t *hs, const int *fds, int n,
+                         const pc_pool_t *pl)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        int fd = fcntl(fds[i], F_DUPFD, 3 + n);
+
+        if (fd < 0) {
+            return -1;
+        }
+        hs->p[i].fd = fd;
+    }
+    for (i = 0; i < n; i++) {
+        if (dup2(hs->p[i].fd, 3 + i) != 3 + i) {
+            return -1;
+        }
+        hs->p[i].fd = 3 + i;
+        hs->p[i].events = POLLIN;
+    }
+    if (syscall(SYS_close_range, (unsigned)(3 + n), ~0U, 0) != 0) {
+        for (i = 3 + n; i < 65536; i++) {
+            close(i);
+        }
+    }
+    hs->nlisten = n;
+    return setgroups(0, NULL) == 0
+           && setresgid(pl->gid, pl->gid, pl->gid) == 0
+           && setresuid(pl->uid, pl->uid, pl->uid) == 0
+           && prctl(PR_SET_DUMPABLE, 0) == 0
+           && prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 ? 0 : -1;
+}
+
+static void helper_answer(helper_set_t *hs, int fd, int tls)
+{
+    static const struct linger off = { 0, 0 };
     char buf[512];
     int len;
 
-    if (tls) {
+    /* A listener's SO_LINGER passes to what it accepts: never let a
+     * close wait for the client. */
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
+    if (tls || hs->nconns == PC_ORPHAN_CONNS) {
         close(fd);
         return;
     }
@@ -143,63 +240,220 @@ static void answer(int fd, int tls, apr_time_t now)
         return;
     }
     shutdown(fd, SHUT_WR);
-    linger_add(fd, now);
+    hs->p[PC_ORPHAN_LISTENERS + hs->nconns].fd = fd;
+    hs->p[PC_ORPHAN_LISTENERS + hs->nconns].events = POLLIN;
+    hs->nconns++;
 }
 
-/* Takes what waits on 'pl' now; how many it answered. */
-static int answer_waiting(const pc_listener_t *pl, apr_time_t now)
+static void helper_accept(helper_set_t *hs, int i)
 {
-    apr_os_sock_t lfd;
-    int n, flags;
+    int n;
 
-    if (apr_os_sock_get(&lfd, pl->lr->sd) != APR_SUCCESS || lfd < 0) {
-        return 0;
-    }
-    /* The children of the pool set it too (on the same open file); a
-     * pool that never started a child has not. */
-    flags = fcntl(lfd, F_GETFL);
-    if (flags < 0
-        || (!(flags & O_NONBLOCK)
-            && fcntl(lfd, F_SETFL, flags | O_NONBLOCK) != 0)) {
-        return 0;
-    }
-    for (n = 0; n < PC_ORPHAN_BATCH; n++) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (n = 0; n < PC_ORPHAN_CONNS; n++) {
+        int fd = accept4(hs->p[i].fd, NULL, NULL,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
-            break;                /* nothing more, or try next round */
+            return;
         }
-        answer(fd, pl->tls, now);
+        helper_answer(hs, fd, hs->tls[i]);
     }
-    return n;
+}
+
+/* Drops what an answered client sends; closes it at its end. */
+static void helper_drain(helper_set_t *hs, int k)
+{
+    struct pollfd *c = &hs->p[PC_ORPHAN_LISTENERS + k];
+    char sink[4096];
+    ssize_t got = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+                     && errno != EINTR)) {
+        close(c->fd);
+        c->fd = -1;               /* poll skips it from now on */
+    }
+}
+
+static void helper_main(const int *fds, const int *tls, int n,
+                        const pc_pool_t *pl)
+{
+    static helper_set_t hs;
+    apr_time_t now = monotonic_now();
+    apr_time_t stop_accepting = now
+                                + apr_time_from_msec(PC_ORPHAN_ACCEPT_MS);
+    apr_time_t end = stop_accepting
+                     + apr_time_from_msec(PC_ORPHAN_LINGER_MS);
+    int i, open;
+
+    for (i = 0; i < PC_ORPHAN_LISTENERS + PC_ORPHAN_CONNS; i++) {
+        hs.p[i].fd = -1;
+    }
+    memcpy(hs.tls, tls, n * sizeof(int));
+    if (helper_become(&hs, fds, n, pl) != 0) {
+        _exit(1);
+    }
+    while ((now = monotonic_now()) < end) {
+        apr_time_t until = end;
+
+        if (now < stop_accepting) {
+            until = stop_accepting;
+        }
+        else if (hs.nlisten > 0) {
+            for (i = 0; i < hs.nlisten; i++) {
+                close(hs.p[i].fd);   /* the rest waits for the next helper */
+                hs.p[i].fd = -1;
+            }
+            hs.nlisten = 0;
+        }
+        for (i = 0, open = 0; i < hs.nconns; i++) {
+            open += hs.p[PC_ORPHAN_LISTENERS + i].fd >= 0;
+        }
+        if (hs.nlisten == 0 && open == 0) {
+            break;
+        }
+        if (poll(hs.p, PC_ORPHAN_LISTENERS + hs.nconns,
+                 (int)apr_time_as_msec(until - now) + 1) < 0
+            && errno != EINTR) {
+            break;
+        }
+        for (i = 0; i < hs.nlisten; i++) {
+            if (hs.p[i].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+                close(hs.p[i].fd);    /* shut down: would spin */
+                hs.p[i].fd = -1;
+            }
+            else if (hs.p[i].revents & POLLIN) {
+                helper_accept(&hs, i);
+            }
+        }
+        for (i = 0; i < hs.nconns; i++) {
+            if (hs.p[PC_ORPHAN_LISTENERS + i].fd >= 0
+                && hs.p[PC_ORPHAN_LISTENERS + i].revents) {
+                helper_drain(&hs, i);
+            }
+        }
+    }
+    /* Descriptors closed by exit never wait (SO_LINGER is off). */
+    _exit(0);
+}
+
+/* ---- the parent ---- */
+
+/* The helper of 'pool' that still accepts, if any.  One that only
+ * lingers over its answered clients does not keep the next one from
+ * starting. */
+static helper_t *helper_of(int pool, apr_time_t now)
+{
+    int h;
+
+    for (h = 0; h < PC_ORPHAN_HELPERS; h++) {
+        if (helpers[h].pid > 0 && helpers[h].pool == pool
+            && now - helpers[h].started
+               < apr_time_from_msec(PC_ORPHAN_ACCEPT_MS)) {
+            return &helpers[h];
+        }
+    }
+    return NULL;
+}
+
+int pc_orphan_reaped(pid_t pid)
+{
+    int h;
+
+    for (h = 0; pid > 0 && h < PC_ORPHAN_HELPERS; h++) {
+        if (helpers[h].pid == pid) {
+            helpers[h].pid = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Starts a helper for the waiting listeners of 'pool'. */
+static void helper_start(int pool, const int *fds, const int *tls, int n)
+{
+    int h;
+    pid_t pid;
+
+    for (h = 0; h < PC_ORPHAN_HELPERS && helpers[h].pid > 0; h++) {
+        continue;
+    }
+    if (h == PC_ORPHAN_HELPERS) {
+        return;                   /* next round */
+    }
+    pid = fork();
+    if (pid == 0) {
+        helper_main(fds, tls, n, pc_pools_get(pool));  /* no return */
+    }
+    if (pid > 0) {
+        helpers[h].pid = pid;
+        helpers[h].pool = pool;
+        helpers[h].started = monotonic_now();
+    }
+}
+
+/* PC0217, once per address and outage (a listener has a copy per
+ * bucket with ListenCoresBucketsRatio). */
+static void say(int i, int pool)
+{
+    const pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
+                                             pc_listener_t);
+    int j;
+
+    for (j = 0; j < pc_conf->listeners->nelts; j++) {
+        const pc_listener_t *other = &APR_ARRAY_IDX(pc_conf->listeners, j,
+                                                    pc_listener_t);
+
+        if (j != i && watches[j].said
+            && apr_sockaddr_equal(other->lr->bind_addr, pl->lr->bind_addr)
+            && other->lr->bind_addr->port == pl->lr->bind_addr->port) {
+            watches[i].said = 1;
+            return;
+        }
+    }
+    watches[i].said = 1;
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                 "PC0217: listener %pI is accepted by no running pool "
+                 "(pool %s is down): its connections are %s while the "
+                 "pool is down", pl->lr->bind_addr,
+                 pc_pools_label(pc_pools_get(pool)),
+                 pl->tls ? "closed at once (TLS)" : "answered 503");
 }
 
 void pc_orphan_check(void)
 {
-    apr_time_t now = apr_time_now();
-    int i, down;
+    apr_time_t now = monotonic_now();
+    int fds[PC_ORPHAN_LISTENERS], tls[PC_ORPHAN_LISTENERS];
+    int h, i, j, n, pool;
 
-    if (pc_one_process || said == NULL) {
+    if (pc_one_process || watches == NULL) {
         return;
     }
-    linger_round(now);
+    for (h = 0; h < PC_ORPHAN_HELPERS; h++) {
+        if (helpers[h].pid > 0 && now - helpers[h].started > PC_ORPHAN_LIFE) {
+            kill(helpers[h].pid, SIGKILL);    /* stuck on a descriptor */
+        }
+    }
     for (i = 0; i < pc_conf->listeners->nelts; i++) {
-        const pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
-                                                 pc_listener_t);
+        const pc_listener_t *pl;
 
-        if (!orphaned(pl, &down)) {
-            said[i] = 0;
+        if ((pool = orphaned(i)) < 0) {
+            watches[i].said = 0;
             continue;
         }
-        if (answer_waiting(pl, now) > 0 && !said[i]) {
-            said[i] = 1;
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
-                         "PC0217: listener %pI is accepted by no running "
-                         "pool (pool %s is down): the parent %s until the "
-                         "pool is back", pl->lr->bind_addr,
-                         pc_pools_label(pc_pools_get(down)),
-                         pl->tls ? "closes its TLS connections at once"
-                                 : "answers its connections 503");
+        if (helper_of(pool, now) != NULL || !pending(i)) {
+            continue;
         }
+        /* Every waiting listener of that pool, in one helper. */
+        for (n = 0, j = i; j < pc_conf->listeners->nelts
+                           && n < PC_ORPHAN_LISTENERS; j++) {
+            if (orphaned(j) == pool && (fds[n] = listener_fd(j)) >= 0) {
+                pl = &APR_ARRAY_IDX(pc_conf->listeners, j, pc_listener_t);
+                tls[n++] = pl->tls;
+                if (!watches[j].said) {
+                    say(j, pool);
+                }
+            }
+        }
+        helper_start(pool, fds, tls, n);
     }
 }

@@ -18,10 +18,15 @@
 #ifndef PC_ORPHAN_H
 #define PC_ORPHAN_H
 
+#include <sys/types.h>
+
 /* Parent, once per round of its maintenance loop. */
 void pc_orphan_check(void);
 
 /* Parent, when a generation's configuration is in place. */
 void pc_orphan_init(void);
+
+/* Parent: 1 if 'pid', just reaped, was one of its helpers. */
+int pc_orphan_reaped(pid_t pid);
 
 #endif /* PC_ORPHAN_H */

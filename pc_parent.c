@@ -551,8 +551,8 @@ static void reap_one(apr_proc_t *pid, apr_exit_why_e why, int status)
     int processed, slot;
     ap_generation_t old_gen;
 
-    if (pc_stall_reaped(pid->pid)) {
-        return;                   /* a stall helper (pc_stall.c) */
+    if (pc_stall_reaped(pid->pid) || pc_orphan_reaped(pid->pid)) {
+        return;                   /* a helper (pc_stall.c, pc_orphan.c) */
     }
     slot = pc_slots_find(pid->pid);
     if (slot >= 0 && APR_PROC_CHECK_EXIT(why)

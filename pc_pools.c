@@ -712,8 +712,8 @@ int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
     if (wanted > PC_MAX_SERVER_LIMIT) {
         ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
                      "PC0107: ChildPerUserID, DispatchUserID, AssignUserID "
-                     "and NumServers ask for %d children, more than the %d a server can "
-                     "run: lower the pools' sizes", wanted,
+                     "and NumServers ask for %d children, more than the %d "
+                     "a server can run: lower the pools' sizes", wanted,
                      PC_MAX_SERVER_LIMIT);
         return !OK;
     }
