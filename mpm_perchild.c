@@ -17,6 +17,7 @@
  */
 
 #include "perchild.h"
+#include "pc_nofile.h"
 #include "pc_handoff.h"
 #include "pc_affinity.h"
 #include "pc_stall.h"
@@ -270,7 +271,13 @@ static int perchild_check_config(apr_pool_t *p, apr_pool_t *plog,
     if (!first) {
         pc_conf->server_limit = pc_retained->first_server_limit;
     }
-    return pc_pools_resolve(p, s, first);
+    if (pc_pools_resolve(p, s, first) != OK) {
+        return !OK;
+    }
+    if (!pc_one_process) {
+        pc_nofile_raise(s, first);
+    }
+    return OK;
 }
 
 /* apache2 -S (and -t -D DUMP_VHOSTS) lists the vhosts; say whose they

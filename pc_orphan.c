@@ -49,13 +49,16 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 APLOG_USE_MODULE(mpm_perchild);
 
-/* Helpers running at once (one per pool). */
-#define PC_ORPHAN_HELPERS 4
+/* Helpers running at once: at most two per pool (one accepting, one
+ * letting its clients read their answers). */
+#define PC_ORPHAN_HELPERS 16
+#define PC_ORPHAN_PER_POOL 2
 /* Listeners one helper watches, connections it answers. */
 #define PC_ORPHAN_LISTENERS 64
 #define PC_ORPHAN_CONNS 256
@@ -65,6 +68,9 @@ APLOG_USE_MODULE(mpm_perchild);
 #define PC_ORPHAN_ACCEPT_MS 1000
 #define PC_ORPHAN_LINGER_MS 2000
 #define PC_ORPHAN_LIFE apr_time_from_sec(5)
+/* After a helper failed (could not become the pool's user), the pool's
+ * listeners are left alone this long. */
+#define PC_ORPHAN_BACKOFF apr_time_from_sec(10)
 
 typedef struct {
     pid_t pid;
@@ -80,9 +86,12 @@ typedef struct {
     int *pools;
     int npools;
     int said;
+    int pool;                /* the pool said to be down */
 } watch_t;
 
 static watch_t *watches;
+static apr_time_t *backoff;  /* per pool: no helper before */
+static int scan_from;        /* where the last round's scan began */
 
 static apr_time_t monotonic_now(void)
 {
@@ -97,6 +106,8 @@ void pc_orphan_init(void)
     int i, j, n = pc_conf->listeners->nelts;
 
     watches = apr_pcalloc(pc_pconf, (n + 1) * sizeof(*watches));
+    backoff = apr_pcalloc(pc_pconf, (pc_conf->pools->nelts + 1)
+                                    * sizeof(*backoff));
     for (i = 0; i < n; i++) {
         const pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
                                                  pc_listener_t);
@@ -189,7 +200,7 @@ typedef struct {
 /* Keeps only the listeners (moved to 3, 4, ...) and the standard
  * descriptors, and becomes the pool's user, undumpable. */
 static int helper_become(helper_set_t *hs, const int *fds, int n,
-                         const pc_pool_t *pl)
+                         const pc_pool_t *pl, pid_t parent)
 {
     int i;
 
@@ -202,11 +213,17 @@ static int helper_become(helper_set_t *hs, const int *fds, int n,
         hs->p[i].fd = fd;
     }
     for (i = 0; i < n; i++) {
+        int flags;
+
         if (dup2(hs->p[i].fd, 3 + i) != 3 + i) {
             return -1;
         }
         hs->p[i].fd = 3 + i;
         hs->p[i].events = POLLIN;
+        /* The tenant's children set it too, and may clear it: the
+         * alarm (helper_main) ends an accept that waits all the same. */
+        flags = fcntl(3 + i, F_GETFL);
+        fcntl(3 + i, F_SETFL, (flags < 0 ? 0 : flags) | O_NONBLOCK);
     }
     if (syscall(SYS_close_range, (unsigned)(3 + n), ~0U, 0) != 0) {
         for (i = 3 + n; i < 65536; i++) {
@@ -214,11 +231,60 @@ static int helper_become(helper_set_t *hs, const int *fds, int n,
         }
     }
     hs->nlisten = n;
+    /* After the change of user, which clears the death signal; a
+     * parent gone before it was set is checked for. */
     return setgroups(0, NULL) == 0
            && setresgid(pl->gid, pl->gid, pl->gid) == 0
            && setresuid(pl->uid, pl->uid, pl->uid) == 0
            && prctl(PR_SET_DUMPABLE, 0) == 0
-           && prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 ? 0 : -1;
+           && prctl(PR_SET_PDEATHSIG, SIGKILL) == 0
+           && getppid() == parent ? 0 : -1;
+}
+
+static volatile sig_atomic_t stop_now;
+
+/* SIGUSR2 (the parent: the pool is back) and SIGALRM (a deadline) only
+ * interrupt what waits: installed without SA_RESTART. */
+static void helper_signal(int sig)
+{
+    if (sig == SIGUSR2) {
+        stop_now = 1;
+    }
+}
+
+/* httpd's handlers (restart, stop, core dump) mean nothing here. */
+static void helper_signals(void)
+{
+    static const int dfl[] = { SIGTERM, SIGHUP, SIGUSR1, SIGINT, SIGWINCH,
+                               SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE };
+    struct sigaction sa;
+    sigset_t none;
+    unsigned i;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (i = 0; i < sizeof(dfl) / sizeof(dfl[0]); i++) {
+        sigaction(dfl[i], &sa, NULL);
+    }
+    sa.sa_handler = helper_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGALRM, &sa, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Interrupts whatever waits at 'ms' from now (and every 100 ms after:
+ * an accept on a listener a tenant made blocking). */
+static void helper_alarm(int ms)
+{
+    struct itimerval it;
+
+    memset(&it, 0, sizeof(it));
+    it.it_value.tv_sec = ms / 1000;
+    it.it_value.tv_usec = (ms % 1000) * 1000 + 1;
+    it.it_interval.tv_usec = 100000;
+    setitimer(ITIMER_REAL, &it, NULL);
 }
 
 static void helper_answer(helper_set_t *hs, int fd, int tls)
@@ -249,10 +315,16 @@ static void helper_accept(helper_set_t *hs, int i)
 {
     int n;
 
-    for (n = 0; n < PC_ORPHAN_CONNS; n++) {
-        int fd = accept4(hs->p[i].fd, NULL, NULL,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (n = 0; n < PC_ORPHAN_CONNS && !stop_now; n++) {
+        struct pollfd p = { hs->p[i].fd, POLLIN, 0 };
+        int fd;
 
+        /* Only what is there: the listener may have been made blocking
+         * again meanwhile. */
+        if (poll(&p, 1, 0) != 1 || p.revents != POLLIN) {
+            return;
+        }
+        fd = accept4(hs->p[i].fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             return;
         }
@@ -275,7 +347,7 @@ static void helper_drain(helper_set_t *hs, int k)
 }
 
 static void helper_main(const int *fds, const int *tls, int n,
-                        const pc_pool_t *pl)
+                        const pc_pool_t *pl, pid_t parent)
 {
     static helper_set_t hs;
     apr_time_t now = monotonic_now();
@@ -289,12 +361,17 @@ static void helper_main(const int *fds, const int *tls, int n,
         hs.p[i].fd = -1;
     }
     memcpy(hs.tls, tls, n * sizeof(int));
-    if (helper_become(&hs, fds, n, pl) != 0) {
+    helper_signals();
+    if (helper_become(&hs, fds, n, pl, parent) != 0) {
         _exit(1);
     }
+    helper_alarm(PC_ORPHAN_ACCEPT_MS);
     while ((now = monotonic_now()) < end) {
         apr_time_t until = end;
 
+        if (stop_now && now < stop_accepting) {
+            stop_accepting = now;
+        }
         if (now < stop_accepting) {
             until = stop_accepting;
         }
@@ -338,32 +415,59 @@ static void helper_main(const int *fds, const int *tls, int n,
 
 /* ---- the parent ---- */
 
-/* The helper of 'pool' that still accepts, if any.  One that only
- * lingers over its answered clients does not keep the next one from
- * starting. */
-static helper_t *helper_of(int pool, apr_time_t now)
+/* May 'pool' have a new helper: none of its helpers still accepts
+ * (one that only lets its clients read their answers does not count),
+ * it has fewer than PC_ORPHAN_PER_POOL, and none failed lately? */
+static int may_start(int pool, apr_time_t now)
+{
+    int h, mine = 0;
+
+    for (h = 0; h < PC_ORPHAN_HELPERS; h++) {
+        if (helpers[h].pid <= 0 || helpers[h].pool != pool) {
+            continue;
+        }
+        if (now - helpers[h].started
+            < apr_time_from_msec(PC_ORPHAN_ACCEPT_MS)) {
+            return 0;
+        }
+        mine++;
+    }
+    return mine < PC_ORPHAN_PER_POOL && now >= backoff[pool];
+}
+
+/* The pool is back: its helpers stop accepting at once. */
+static void stop_helpers(int pool)
 {
     int h;
 
     for (h = 0; h < PC_ORPHAN_HELPERS; h++) {
-        if (helpers[h].pid > 0 && helpers[h].pool == pool
-            && now - helpers[h].started
-               < apr_time_from_msec(PC_ORPHAN_ACCEPT_MS)) {
-            return &helpers[h];
+        if (helpers[h].pid > 0 && helpers[h].pool == pool) {
+            kill(helpers[h].pid, SIGUSR2);
         }
     }
-    return NULL;
 }
 
-int pc_orphan_reaped(pid_t pid)
+int pc_orphan_reaped(pid_t pid, int failed)
 {
-    int h;
+    int h, pool;
 
     for (h = 0; pid > 0 && h < PC_ORPHAN_HELPERS; h++) {
-        if (helpers[h].pid == pid) {
-            helpers[h].pid = 0;
-            return 1;
+        if (helpers[h].pid != pid) {
+            continue;
         }
+        helpers[h].pid = 0;
+        pool = helpers[h].pool;
+        if (failed && backoff != NULL && pool < pc_conf->pools->nelts) {
+            /* Not a fork every round for as long as clients come. */
+            backoff[pool] = monotonic_now() + PC_ORPHAN_BACKOFF;
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                         "PC0218: the helper answering for pool %s failed "
+                         "(could it not become the pool's user?): its own "
+                         "listeners go unanswered for %d seconds",
+                         pc_pools_label(pc_pools_get(pool)),
+                         (int)apr_time_sec(PC_ORPHAN_BACKOFF));
+        }
+        return 1;
     }
     return 0;
 }
@@ -372,7 +476,7 @@ int pc_orphan_reaped(pid_t pid)
 static void helper_start(int pool, const int *fds, const int *tls, int n)
 {
     int h;
-    pid_t pid;
+    pid_t pid, parent;
 
     for (h = 0; h < PC_ORPHAN_HELPERS && helpers[h].pid > 0; h++) {
         continue;
@@ -380,9 +484,10 @@ static void helper_start(int pool, const int *fds, const int *tls, int n)
     if (h == PC_ORPHAN_HELPERS) {
         return;                   /* next round */
     }
+    parent = getpid();
     pid = fork();
     if (pid == 0) {
-        helper_main(fds, tls, n, pc_pools_get(pool));  /* no return */
+        helper_main(fds, tls, n, pc_pools_get(pool), parent);  /* no return */
     }
     if (pid > 0) {
         helpers[h].pid = pid;
@@ -413,9 +518,10 @@ static void say(int i, int pool)
     watches[i].said = 1;
     ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                  "PC0217: listener %pI is accepted by no running pool "
-                 "(pool %s is down): its connections are %s while the "
-                 "pool is down", pl->lr->bind_addr,
-                 pc_pools_label(pc_pools_get(pool)),
+                 "(pool %s %s): its connections are %s meanwhile",
+                 pl->lr->bind_addr, pc_pools_label(pc_pools_get(pool)),
+                 pc_pools_get(pool)->slots > 0
+                 ? "is down" : "has no child: ServerLimit is full, PC0106",
                  pl->tls ? "closed at once (TLS)" : "answered 503");
 }
 
@@ -423,9 +529,9 @@ void pc_orphan_check(void)
 {
     apr_time_t now = monotonic_now();
     int fds[PC_ORPHAN_LISTENERS], tls[PC_ORPHAN_LISTENERS];
-    int h, i, j, n, pool;
+    int h, i, k, m, n, pool, nl = pc_conf->listeners->nelts;
 
-    if (pc_one_process || watches == NULL) {
+    if (pc_one_process || watches == NULL || nl == 0) {
         return;
     }
     for (h = 0; h < PC_ORPHAN_HELPERS; h++) {
@@ -433,23 +539,30 @@ void pc_orphan_check(void)
             kill(helpers[h].pid, SIGKILL);    /* stuck on a descriptor */
         }
     }
-    for (i = 0; i < pc_conf->listeners->nelts; i++) {
-        const pc_listener_t *pl;
-
+    /* Each round starts one listener further: no listener (or pool)
+     * waits behind the others for helpers. */
+    scan_from = (scan_from + 1) % nl;
+    for (k = 0; k < nl; k++) {
+        i = (scan_from + k) % nl;
         if ((pool = orphaned(i)) < 0) {
-            watches[i].said = 0;
+            if (watches[i].said) {
+                watches[i].said = 0;
+                stop_helpers(watches[i].pool);
+            }
             continue;
         }
-        if (helper_of(pool, now) != NULL || !pending(i)) {
+        if (!may_start(pool, now) || !pending(i)) {
             continue;
         }
-        /* Every waiting listener of that pool, in one helper. */
-        for (n = 0, j = i; j < pc_conf->listeners->nelts
-                           && n < PC_ORPHAN_LISTENERS; j++) {
+        /* Every listener of that pool nobody takes, in one helper. */
+        for (n = 0, m = 0; m < nl && n < PC_ORPHAN_LISTENERS; m++) {
+            int j = (i + m) % nl;
+
             if (orphaned(j) == pool && (fds[n] = listener_fd(j)) >= 0) {
-                pl = &APR_ARRAY_IDX(pc_conf->listeners, j, pc_listener_t);
-                tls[n++] = pl->tls;
+                tls[n++] = APR_ARRAY_IDX(pc_conf->listeners, j,
+                                         pc_listener_t).tls;
                 if (!watches[j].said) {
+                    watches[j].pool = pool;
                     say(j, pool);
                 }
             }

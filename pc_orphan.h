@@ -26,7 +26,8 @@ void pc_orphan_check(void);
 /* Parent, when a generation's configuration is in place. */
 void pc_orphan_init(void);
 
-/* Parent: 1 if 'pid', just reaped, was one of its helpers. */
-int pc_orphan_reaped(pid_t pid);
+/* Parent: 1 if 'pid', just reaped, was one of its helpers ('failed':
+ * it did not exit with status 0). */
+int pc_orphan_reaped(pid_t pid, int failed);
 
 #endif /* PC_ORPHAN_H */

@@ -718,8 +718,14 @@ int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
         return !OK;
     }
     if (!pc_conf->server_limit_set) {
-        pc_conf->server_limit = wanted > PC_MIN_SERVER_LIMIT
-                                ? wanted : PC_MIN_SERVER_LIMIT;
+        /* Room for pools a graceful restart adds (the scoreboard keeps
+         * its first size until a full stop): a quarter more, at least
+         * 16, within the maximum. */
+        int room = wanted / 4 > PC_MIN_SERVER_LIMIT ? wanted / 4
+                                                    : PC_MIN_SERVER_LIMIT;
+
+        pc_conf->server_limit = wanted + room < PC_MAX_SERVER_LIMIT
+                                ? wanted + room : PC_MAX_SERVER_LIMIT;
     }
     if (wanted > pc_conf->server_limit) {
         ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,

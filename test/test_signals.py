@@ -202,7 +202,8 @@ Listen 127.0.0.1:{port_shared}
 
 def test_graceful_past_server_limit_keeps_every_site(httpd, users):
     """A graceful restart that asks for more children than the ServerLimit
-    in force (here the implicit 16 of the first start; the new
+    in force (here the implicit one of the first start, 3 children and
+    16 to spare; the new
     configuration passes its own check, which sizes it anew) gives every
     pool a share, one child each first: the sites that were served stay
     served, rather than a new pool (declared first by ChildPerUserID)
@@ -214,12 +215,12 @@ def test_graceful_past_server_limit_keeps_every_site(httpd, users):
         r = http_get(port, CGI, host=host)
         assert served_as(r, users[name]), (host, r)
 
-    httpd.write_config("ChildPerUserID pccarol pccarol 14\n" + SHARED)
+    httpd.write_config("ChildPerUserID pccarol pccarol 30\n" + SHARED)
     httpd.graceful()
     assert wait_until(lambda: "PC0106" in httpd.error_log(), 10), \
         httpd.error_log()
     log = httpd.error_log()
-    assert "PC0106: pool pccarol" in log and "gets 13 of its 14" in log, log
+    assert "PC0106: pool pccarol" in log and "gets 16 of its 30" in log, log
     assert "PC0106: pool pcalice" not in log, log
     assert "PC0106: pool pcbob" not in log, log
     for host, name in (("a.test", "pcalice"), ("b.test", "pcbob")):
