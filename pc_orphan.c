@@ -93,14 +93,6 @@ static watch_t *watches;
 static apr_time_t *backoff;  /* per pool: no helper before */
 static int scan_from;        /* where the last round's scan began */
 
-static apr_time_t monotonic_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return apr_time_from_sec(ts.tv_sec) + ts.tv_nsec / 1000;
-}
-
 void pc_orphan_init(void)
 {
     int i, j, n = pc_conf->listeners->nelts;
@@ -350,7 +342,7 @@ static void helper_main(const int *fds, const int *tls, int n,
                         const pc_pool_t *pl, pid_t parent)
 {
     static helper_set_t hs;
-    apr_time_t now = monotonic_now();
+    apr_time_t now = pc_monotonic_now();
     apr_time_t stop_accepting = now
                                 + apr_time_from_msec(PC_ORPHAN_ACCEPT_MS);
     apr_time_t end = stop_accepting
@@ -366,7 +358,7 @@ static void helper_main(const int *fds, const int *tls, int n,
         _exit(1);
     }
     helper_alarm(PC_ORPHAN_ACCEPT_MS);
-    while ((now = monotonic_now()) < end) {
+    while ((now = pc_monotonic_now()) < end) {
         apr_time_t until = end;
 
         if (stop_now && now < stop_accepting) {
@@ -459,7 +451,7 @@ int pc_orphan_reaped(pid_t pid, int failed)
         pool = helpers[h].pool;
         if (failed && backoff != NULL && pool < pc_conf->pools->nelts) {
             /* Not a fork every round for as long as clients come. */
-            backoff[pool] = monotonic_now() + PC_ORPHAN_BACKOFF;
+            backoff[pool] = pc_monotonic_now() + PC_ORPHAN_BACKOFF;
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                          "PC0218: the helper answering for pool %s failed "
                          "(could it not become the pool's user?): its own "
@@ -492,7 +484,7 @@ static void helper_start(int pool, const int *fds, const int *tls, int n)
     if (pid > 0) {
         helpers[h].pid = pid;
         helpers[h].pool = pool;
-        helpers[h].started = monotonic_now();
+        helpers[h].started = pc_monotonic_now();
     }
 }
 
@@ -527,7 +519,7 @@ static void say(int i, int pool)
 
 void pc_orphan_check(void)
 {
-    apr_time_t now = monotonic_now();
+    apr_time_t now = pc_monotonic_now();
     int fds[PC_ORPHAN_LISTENERS], tls[PC_ORPHAN_LISTENERS];
     int h, i, k, m, n, pool, nl = pc_conf->listeners->nelts;
 

@@ -78,14 +78,6 @@ static pid_t helper_pid;     /* 0: none running; reaped by the parent's
                               * loop (pc_stall_reaped) */
 static apr_time_t helper_started;
 
-static apr_time_t monotonic_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return apr_time_from_sec(ts.tv_sec) + ts.tv_nsec / 1000;
-}
-
 /* Is slot 'i' of pool 'pl' one that reads way 'way' of its channels? */
 static int reads_way(int i, int way, int live)
 {
@@ -252,7 +244,7 @@ static int helper_become(int chan, const pc_pool_t *pl, int *most)
 static void helper_linger(int *fds, int n)
 {
     struct pollfd p[PC_HELPER_MAX];
-    apr_time_t end = monotonic_now()
+    apr_time_t end = pc_monotonic_now()
                      + apr_time_from_msec(PC_HELPER_LINGER_MS);
     int i, open = n;
 
@@ -261,7 +253,7 @@ static void helper_linger(int *fds, int n)
         p[i].events = POLLIN;
     }
     while (open > 0) {
-        int left = (int)apr_time_as_msec(end - monotonic_now());
+        int left = (int)apr_time_as_msec(end - pc_monotonic_now());
 
         if (left <= 0 || poll(p, n, left) <= 0) {
             return;
@@ -334,7 +326,7 @@ static int helper_start(int fd, const pc_pool_t *pl)
         return 0;
     }
     helper_pid = pid;
-    helper_started = monotonic_now();
+    helper_started = pc_monotonic_now();
     return 1;
 }
 
@@ -422,7 +414,7 @@ static void check_channel(int pool, int way, int fd, int live,
 
 void pc_stall_check(void)
 {
-    apr_time_t now = monotonic_now();
+    apr_time_t now = pc_monotonic_now();
     int i, w, ways, live;
 
     helper_watch(now);

@@ -39,6 +39,7 @@
 #include "apr_hash.h"
 
 #include <sys/types.h>
+#include <time.h>
 
 /* Directive limits.  Same hard ceilings as worker's. */
 #define PC_MAX_SERVER_LIMIT 20000
@@ -123,6 +124,15 @@ typedef struct pc_retained_t {
     gid_t *old_gids;
     struct pc_kid_t *kids;        /* parent: pc_slots.c */
 } pc_retained_t;
+
+/* For deadlines a change of the wall clock must not move. */
+static APR_INLINE apr_time_t pc_monotonic_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return apr_time_from_sec(ts.tv_sec) + ts.tv_nsec / 1000;
+}
 
 extern module AP_MODULE_DECLARE_DATA mpm_perchild_module;
 extern pc_conf_t *pc_conf;
