@@ -27,7 +27,8 @@ void pc_orphan_check(void);
 void pc_orphan_init(void);
 
 /* Parent: 1 if 'pid', just reaped, was one of its helpers ('failed':
- * it did not exit with status 0). */
+ * it gave up, exiting with a status other than 0; one killed, by the
+ * parent or by a signal sent before it was ready, did not). */
 int pc_orphan_reaped(pid_t pid, int failed);
 
 #endif /* PC_ORPHAN_H */

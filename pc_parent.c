@@ -552,8 +552,8 @@ static void reap_one(apr_proc_t *pid, apr_exit_why_e why, int status)
     ap_generation_t old_gen;
 
     if (pc_stall_reaped(pid->pid)
-        || pc_orphan_reaped(pid->pid, !APR_PROC_CHECK_EXIT(why)
-                                      || status != 0)) {
+        || pc_orphan_reaped(pid->pid, APR_PROC_CHECK_EXIT(why)
+                                      && status != 0)) {
         return;                   /* a helper (pc_stall.c, pc_orphan.c) */
     }
     slot = pc_slots_find(pid->pid);
