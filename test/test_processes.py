@@ -1,5 +1,7 @@
 """The processes themselves: who runs them, how many, and their turnover."""
 
+import ctypes
+import fcntl
 import os
 import pwd
 import re
@@ -547,4 +549,68 @@ def test_pool_held_off_with_a_live_child_keeps_its_port(httpd, users,
     assert served >= 1, httpd.error_log()
     if buckets == "one" or os.cpu_count() == 1:
         assert served == 20           # one bucket: all the live child's
+    httpd.stop()
+
+
+def pidfd_getfd(pid, fd):
+    """A copy of descriptor 'fd' of process 'pid' (as a tenant's code
+    could take one of its own process's)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        got = libc.syscall(438, pidfd, fd, 0)     # SYS_pidfd_getfd
+        if got < 0:
+            raise OSError(ctypes.get_errno(), "pidfd_getfd")
+        return got
+    finally:
+        os.close(pidfd)
+
+
+def listener_fds(pid, addr, port):
+    """pid's descriptors of the listening sockets on addr:port (one per
+    bucket)."""
+    want = "%s:%04X" % (socket.inet_aton(addr)[::-1].hex().upper(), port)
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if cols[1] == want and cols[3] == "0A":
+                inodes.add("socket:[%s]" % cols[9])
+    d = "/proc/%d/fd" % pid
+    return [int(fd) for fd in os.listdir(d)
+            if os.readlink(os.path.join(d, fd)) in inodes]
+
+
+def test_helper_not_held_by_a_listener_made_blocking(httpd, users):
+    """A tenant's code can clear O_NONBLOCK on its pool's listener (the
+    open file is shared).  The helper that answers for the pool while it
+    is down must not then wait in accept() for a client that never comes:
+    it answers, and is gone a second after its last client."""
+    httpd.write_config(CRASHY_OWNED)
+    httpd.start()
+    carol = users["pccarol"].uid
+    port = httpd.port("carol")
+    kill_young_children(httpd, carol, signal.SIGSEGV, 5)
+    assert wait_until(lambda: "PC0206" in httpd.error_log(), 5)
+    fds = listener_fds(httpd.pid, "127.0.0.1", port)
+    assert fds
+    copies = [pidfd_getfd(httpd.pid, fd) for fd in fds]
+    try:
+        for _ in range(3):
+            for c in copies:
+                fcntl.fcntl(c, fcntl.F_SETFL,
+                            fcntl.fcntl(c, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            r = http_get(port, CGI, host="c.test", timeout=5)
+            assert r.status == 503, r
+    finally:
+        for c in copies:
+            os.close(c)
+
+    def helpers():
+        return [c for c in httpd.children()
+                if c.uids[0] == carol and c.threads == 1]
+    # The helper of the last request has a second to accept more, then
+    # nothing keeps it; one stuck in accept() would live until the
+    # parent kills it at 5 s.
+    assert wait_until(lambda: not helpers(), 2.5), helpers()
     httpd.stop()
