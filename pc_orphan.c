@@ -217,11 +217,7 @@ static int helper_become(helper_set_t *hs, const int *fds, int n,
         flags = fcntl(3 + i, F_GETFL);
         fcntl(3 + i, F_SETFL, (flags < 0 ? 0 : flags) | O_NONBLOCK);
     }
-    if (syscall(SYS_close_range, (unsigned)(3 + n), ~0U, 0) != 0) {
-        for (i = 3 + n; i < 65536; i++) {
-            close(i);
-        }
-    }
+    pc_close_from(3 + n);
     hs->nlisten = n;
     /* After the change of user, which clears the death signal; a
      * parent gone before it was set is checked for. */

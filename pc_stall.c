@@ -208,13 +208,7 @@ static int helper_become(int chan, const pc_pool_t *pl, int *most)
         != APR_SUCCESS) {
         return -1;
     }
-    if (syscall(SYS_close_range, 4U, ~0U, 0) != 0) {
-        int fd;
-
-        for (fd = 4; fd < 65536; fd++) {
-            close(fd);
-        }
-    }
+    pc_close_from(4);
     /* Room for the descriptors it takes (while still allowed to raise
      * the limit); fewer if the system allows fewer. */
     *most = PC_HELPER_MAX;

@@ -38,8 +38,10 @@
 #include "unixd.h"
 #include "apr_hash.h"
 
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Directive limits.  Same hard ceilings as worker's. */
 #define PC_MAX_SERVER_LIMIT 20000
@@ -132,6 +134,21 @@ static APR_INLINE apr_time_t pc_monotonic_now(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return apr_time_from_sec(ts.tv_sec) + ts.tv_nsec / 1000;
+}
+
+/* Closes every descriptor from 'low' up, in a helper process that must
+ * keep nothing else (pc_stall.c, pc_orphan.c). */
+static APR_INLINE void pc_close_from(int low)
+{
+    long fd, most;
+
+    if (syscall(SYS_close_range, (unsigned)low, ~0U, 0) == 0) {
+        return;
+    }
+    most = sysconf(_SC_OPEN_MAX);
+    for (fd = low; fd < (most > 0 ? most : 65536); fd++) {
+        close((int)fd);
+    }
 }
 
 extern module AP_MODULE_DECLARE_DATA mpm_perchild_module;
