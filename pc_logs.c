@@ -33,9 +33,12 @@
 #include "mod_log_config.h"
 #include "apr_optional.h"
 
-#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 APLOG_USE_MODULE(mpm_perchild);
@@ -48,38 +51,58 @@ typedef struct pc_logfd_t {
 static apr_array_header_t *log_fds;     /* pc_logfd_t, in pconf */
 static ap_log_writer_init *wrapped_init;
 
-/* The open descriptors of this process, as a sorted array. */
-static apr_array_header_t *open_fds(apr_pool_t *p)
+/* An upper bound of this process's descriptor numbers: the size of its
+ * descriptor table (FDSize in /proc/self/status), else the open files
+ * limit; never more than the limit, which bounds what poll takes. */
+static int fd_bound(void)
 {
-    apr_array_header_t *fds = apr_array_make(p, 32, sizeof(int));
-    DIR *dir = opendir("/proc/self/fd");
-    struct dirent *de;
-    int self;
+    struct rlimit rl;
+    char buf[2048];
+    const char *at;
+    long size = -1;
+    ssize_t n = -1;
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
 
-    if (dir == NULL) {
-        return fds;
+    if (fd >= 0) {
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
     }
-    self = dirfd(dir);
-    while ((de = readdir(dir)) != NULL) {
-        int fd = atoi(de->d_name);
-        if (de->d_name[0] != '.' && fd != self) {
-            APR_ARRAY_PUSH(fds, int) = fd;
+    if (n > 0) {
+        buf[n] = '\0';
+        if ((at = strstr(buf, "\nFDSize:")) != NULL) {
+            size = strtol(at + 8, NULL, 10);
         }
     }
-    closedir(dir);
-    return fds;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+        && (size <= 0 || (rlim_t)size > rl.rlim_cur)) {
+        size = (long)rl.rlim_cur;
+    }
+    return size > 0 && size < 1048576 ? (int)size : 1024;
 }
 
-static int contains(const apr_array_header_t *fds, int fd)
+/* Which descriptors below 'n' are open (1) or not (0), NULL if that
+ * cannot be told.  One poll answers for all of them (POLLNVAL for a
+ * closed one), where listing /proc/self/fd costs a directory entry per
+ * descriptor: done twice for every log file opened, that listing made
+ * the start of a host with 1000 tenants' logs take half a minute. */
+static char *open_fds(apr_pool_t *p, int n)
 {
+    struct pollfd *pfd = apr_palloc(p, n * sizeof(*pfd));
+    char *open = apr_palloc(p, n);
     int i;
 
-    for (i = 0; i < fds->nelts; i++) {
-        if (APR_ARRAY_IDX(fds, i, int) == fd) {
-            return 1;
-        }
+    for (i = 0; i < n; i++) {
+        pfd[i].fd = i;
+        pfd[i].events = 0;
+        pfd[i].revents = 0;
     }
-    return 0;
+    if (poll(pfd, (nfds_t)n, 0) < 0) {
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        open[i] = !(pfd[i].revents & POLLNVAL);
+    }
+    return open;
 }
 
 /* mod_log_config's writer init, wrapped: whatever descriptors the real
@@ -87,20 +110,29 @@ static int contains(const apr_array_header_t *fds, int fd)
 static void *noting_init(apr_pool_t *p, server_rec *s, const char *name)
 {
     apr_pool_t *tmp;
-    apr_array_header_t *before, *after;
+    char *before, *after;
     void *handle;
-    int i;
+    int i, nb, na;
 
     apr_pool_create(&tmp, p);
-    before = open_fds(tmp);
+    nb = fd_bound();
+    before = open_fds(tmp, nb);
     handle = wrapped_init(p, s, name);
-    after = open_fds(tmp);
-    for (i = 0; i < after->nelts; i++) {
-        int fd = APR_ARRAY_IDX(after, i, int);
-        if (!contains(before, fd)) {
+    na = fd_bound();
+    after = open_fds(tmp, na);
+    if (before == NULL || after == NULL) {
+        /* Other tenants' children would keep it open: refuse to start. */
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+                     "PC0119: cannot tell which descriptors the log %s "
+                     "uses", name);
+        apr_pool_destroy(tmp);
+        return NULL;
+    }
+    for (i = 0; i < na; i++) {
+        if (after[i] && (i >= nb || !before[i])) {
             pc_logfd_t *lf = apr_array_push(log_fds);
             lf->s = s;
-            lf->fd = fd;
+            lf->fd = i;
         }
     }
     apr_pool_destroy(tmp);
@@ -134,8 +166,7 @@ static int owned_elsewhere(server_rec *s, int pool)
 static void replace_fd(int fd, int with)
 {
     if (fd >= 0 && with >= 0 && fd != with) {
-        dup2(with, fd);     /* keeps the flags' CLOEXEC off: re-set it */
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        dup3(with, fd, O_CLOEXEC);
     }
 }
 
@@ -149,14 +180,31 @@ static int error_log_fd(server_rec *s)
     return fd;
 }
 
-/* httpd opens an error log named by several vhosts once: if one of them
- * is this pool's, the file is this pool's too. */
-static int error_log_of_pool(int fd, int pool)
+/* The error log descriptors of this pool's vhosts (and the main
+ * server's): httpd opens a log named by several vhosts once, so a file
+ * one of them names is this pool's too.  Collected once per child: a
+ * scan of all vhosts per vhost made a child's start quadratic in the
+ * tenant count. */
+static apr_array_header_t *own_error_logs(apr_pool_t *p, int pool)
 {
+    apr_array_header_t *own = apr_array_make(p, 4, sizeof(int));
     server_rec *s;
 
-    for (s = ap_server_conf->next; s != NULL; s = s->next) {
-        if (!owned_elsewhere(s, pool) && error_log_fd(s) == fd) {
+    for (s = ap_server_conf; s != NULL; s = s->next) {
+        int fd = error_log_fd(s);
+        if (fd >= 0 && !owned_elsewhere(s, pool)) {
+            APR_ARRAY_PUSH(own, int) = fd;
+        }
+    }
+    return own;
+}
+
+static int contains_fd(const apr_array_header_t *a, int fd)
+{
+    int i;
+
+    for (i = 0; i < a->nelts; i++) {
+        if (APR_ARRAY_IDX(a, i, int) == fd) {
             return 1;
         }
     }
@@ -169,6 +217,8 @@ void pc_logs_child_init(int pool)
 {
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     int main_err = error_log_fd(ap_server_conf);
+    apr_pool_t *tmp;
+    apr_array_header_t *own;
     server_rec *s;
     int i;
 
@@ -178,13 +228,16 @@ void pc_logs_child_init(int pool)
             replace_fd(lf->fd, devnull);
         }
     }
+    apr_pool_create(&tmp, pc_pconf);
+    own = own_error_logs(tmp, pool);
     for (s = ap_server_conf->next; s != NULL; s = s->next) {
         int fd = error_log_fd(s);
         if (owned_elsewhere(s, pool) && fd != main_err
-            && !error_log_of_pool(fd, pool)) {
+            && !contains_fd(own, fd)) {
             replace_fd(fd, main_err >= 0 ? main_err : devnull);
         }
     }
+    apr_pool_destroy(tmp);
     if (devnull >= 0) {
         close(devnull);
     }
