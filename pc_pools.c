@@ -739,17 +739,31 @@ int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
     return OK;
 }
 
+/* A binary search: the parent asks for every slot on every tick, and a
+ * host may have thousands of pools.  Pools lie on the slots in order
+ * (layout_slots), so the pool holding 'slot' is the last one starting
+ * at or before it; a pool without slots starts where the next begins. */
 int pc_pools_pool_of_slot(int slot)
 {
-    int i;
+    int lo = 0, hi = pc_conf->pools->nelts - 1, found = -1;
+    pc_pool_t *pl;
 
-    for (i = 0; i < pc_conf->pools->nelts; i++) {
-        pc_pool_t *pl = pc_pools_get(i);
-        if (slot >= pl->first_slot && slot < pl->first_slot + pl->slots) {
-            return i;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+
+        if (pc_pools_get(mid)->first_slot <= slot) {
+            found = mid;
+            lo = mid + 1;
+        }
+        else {
+            hi = mid - 1;
         }
     }
-    return -1;
+    if (found < 0 || slot < 0) {
+        return -1;
+    }
+    pl = pc_pools_get(found);
+    return slot < pl->first_slot + pl->slots ? found : -1;
 }
 
 /* Does a vhost address cover a listener?  'all' is set when it takes

@@ -63,6 +63,8 @@ APLOG_USE_MODULE(mpm_perchild);
 #define PC_HELPER_LINGER_MS 2000
 /* How long a helper may live before the parent kills it. */
 #define PC_HELPER_LIFE apr_time_from_sec(5)
+/* Channels polled in one system call at the most. */
+#define PC_WATCH_SLICE 256
 
 typedef struct watch_t {
     apr_time_t since;        /* waiting, with no sign of life, since */
@@ -71,6 +73,7 @@ typedef struct watch_t {
 } watch_t;
 
 static watch_t *watches;     /* [pool * watch_ways + way] */
+static struct pollfd *watch_fds;    /* the same, for one poll per tick */
 static int watch_pools, watch_ways;
 static ap_generation_t watch_gen = -1;
 
@@ -177,17 +180,12 @@ static int readers_not_busy(const pc_pool_t *pl, int way, int live)
     return running == 0;
 }
 
-/* Records wait in channel 'fd' (a channel shut down by a holder of its
- * sending end is at end of file for good, not waiting). */
-static int has_records(int fd)
+/* Records wait in a channel (one shut down by a holder of its sending
+ * end is at end of file for good, not waiting): its poll result. */
+static int has_records(short revents)
 {
-    struct pollfd p;
-
-    p.fd = fd;
-    p.events = POLLIN | POLLRDHUP;
-    p.revents = 0;
-    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN)
-           && !(p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+    return (revents & POLLIN)
+           && !(revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 /* The helper: only the channel (as descriptor 3) and the standard ones
@@ -348,8 +346,14 @@ static int watch_setup(void)
         }
     }
     free(watches);
+    free(watch_fds);
     watches = calloc((size_t)pools * most, sizeof(*watches));
-    if (watches == NULL) {
+    watch_fds = calloc((size_t)pools * most, sizeof(*watch_fds));
+    if (watches == NULL || watch_fds == NULL) {
+        free(watches);
+        free(watch_fds);
+        watches = NULL;
+        watch_fds = NULL;
         return 0;
     }
     watch_pools = pools;
@@ -358,15 +362,15 @@ static int watch_setup(void)
     return 1;
 }
 
-static void check_channel(int pool, int way, int fd, int live,
-                          apr_time_t now)
+static void check_channel(int pool, int way, int live, apr_time_t now)
 {
     watch_t *w = &watches[pool * watch_ways + way];
+    int fd = watch_fds[pool * watch_ways + way].fd;
     const pc_pool_t *pl = pc_pools_get(pool);
     apr_uint64_t life;
     int down;
 
-    if (!has_records(fd)) {
+    if (!has_records(watch_fds[pool * watch_ways + way].revents)) {
         w->since = 0;
         w->stalled = 0;
         return;
@@ -416,13 +420,31 @@ void pc_stall_check(void)
         || !watch_setup()) {
         return;
     }
+    /* Every channel in one poll: a poll each cost the parent of a host
+     * with a thousand tenants ten thousand system calls a second. */
+    for (i = 0; i < watch_pools; i++) {
+        for (w = 0; w < watch_ways; w++) {
+            struct pollfd *p = &watch_fds[i * watch_ways + w];
+
+            p->fd = pc_handoff_parent_chan(i, w, &ways, &live);
+            p->events = POLLIN | POLLRDHUP;
+            p->revents = 0;
+        }
+    }
+    /* In slices: poll takes no more entries than the open files limit. */
+    for (i = 0; i < watch_pools * watch_ways; i += PC_WATCH_SLICE) {
+        int n = watch_pools * watch_ways - i;
+
+        if (poll(watch_fds + i, n < PC_WATCH_SLICE ? n : PC_WATCH_SLICE, 0)
+            < 0) {
+            return;
+        }
+    }
     for (i = 0; i < watch_pools; i++) {
         pc_handoff_parent_chan(i, 0, &ways, &live);
         for (w = 0; w < ways && w < watch_ways; w++) {
-            int fd = pc_handoff_parent_chan(i, w, &ways, &live);
-
-            if (fd >= 0) {
-                check_channel(i, w, fd, live, now);
+            if (watch_fds[i * watch_ways + w].fd >= 0) {
+                check_channel(i, w, live, now);
             }
         }
     }
