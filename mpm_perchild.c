@@ -18,6 +18,7 @@
 
 #include "perchild.h"
 #include "pc_nofile.h"
+#include "pc_pods.h"
 #include "pc_handoff.h"
 #include "pc_affinity.h"
 #include "pc_stall.h"
@@ -41,7 +42,6 @@ pc_retained_t *pc_retained;
 int pc_one_process;
 apr_pool_t *pc_pconf;
 int pc_my_pool = -1;
-ap_pod_t **pc_pods;
 
 /* ap_mpm_query: every answer from one switch. */
 static int perchild_query(int query_code, int *result, apr_status_t *rv)
@@ -289,31 +289,6 @@ static void perchild_test_config(apr_pool_t *p, server_rec *s)
     }
 }
 
-/* One pipe of death per pool, in the generation's pool: its children
- * read only their own (see pc_child.c). */
-static int open_pods(apr_pool_t *p, server_rec *s, int startup)
-{
-    int i, n = pc_conf->pools->nelts;
-
-    pc_pods = NULL;
-    if (pc_one_process) {
-        return OK;
-    }
-    pc_pods = apr_pcalloc(p, n * sizeof(*pc_pods));
-    for (i = 0; i < n; i++) {
-        apr_status_t rv = ap_mpm_podx_open(p, &pc_pods[i]);
-
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT | (startup ? APLOG_STARTUP
-                                                           : 0), rv,
-                         startup ? NULL : s,
-                         "PC0009: could not open the pipe of death");
-            return !OK;
-        }
-    }
-    return OK;
-}
-
 /* Runs before the core's open_logs so that errors still reach the
  * console; opens listeners and decides which pool accepts which. */
 static int perchild_open_logs(apr_pool_t *p, apr_pool_t *plog,
@@ -330,7 +305,10 @@ static int perchild_open_logs(apr_pool_t *p, apr_pool_t *plog,
                      "down");
         return !OK;
     }
-    if (open_pods(p, s, startup) != OK) {
+    /* One pipe of death per pool: a child keeps only its own pool's
+     * reading end, so no tenant can stop another tenant's children or
+     * eat the bytes meant for them. */
+    if (pc_pods_open(s, startup) != OK) {
         return !OK;
     }
     if (!pc_retained->first_server_limit) {

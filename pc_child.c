@@ -35,6 +35,7 @@
 #include "perchild.h"
 #include "pc_handoff.h"
 #include "pc_park.h"
+#include "pc_pods.h"
 #include "pc_affinity.h"
 #include "mpm_default.h"
 #include "http_log.h"
@@ -74,6 +75,7 @@ typedef struct pc_tslot_t {
     apr_socket_t *accepted;  /* the connection accepted, in 'ptrans' */
     apr_pool_t *ptrans;      /* the worker's connection pool */
     int epfd;                /* what this worker waits on when idle */
+    int drained;             /* took its last job on the way out */
 } pc_tslot_t;
 
 /* Something an idle worker waits on: a listener or the channel. */
@@ -95,7 +97,10 @@ static struct {
     pc_source_t *sources;
     int nsources;
     volatile int may_exit;       /* stop taking jobs */
+    int graceful;                /* and finish what was taken */
+    int listeners_closed;        /* by stop_threads */
     pthread_rwlock_t listeners_lock;  /* closing vs accepting */
+    apr_uint32_t waiting;        /* workers in take_job */
     int stopfd;                  /* eventfd: wakes every idle worker */
     int ctl[2];                  /* self-pipe: reasons to stop */
     pid_t pid;                   /* this child (not a fork of it) */
@@ -106,6 +111,7 @@ static struct {
 
 
 static void clean_child_exit(int code) __attribute__((noreturn));
+static int wait_for_job(pc_tslot_t *ts);
 static void clean_child_exit(int code)
 {
     pc_retained->mpm->mpm_state = AP_MPMQ_STOPPING;
@@ -282,12 +288,12 @@ static int take_accepted(pc_tslot_t *ts, const pc_source_t *src)
     apr_os_sock_t fd = -1;
 
     /* The lock keeps stop_threads from closing the listener between our
-     * look at may_exit and the accept.  APR's accept, as worker's: it
+     * look and the accept.  APR's accept, as worker's: it
      * knows the peer, the local address of a listener bound to one, and
      * the inherited TCP_NODELAY, where a wrapped descriptor would cost
      * three more system calls per connection. */
     pthread_rwlock_rdlock(&child.listeners_lock);
-    if (!child.may_exit) {
+    if (!child.listeners_closed) {
         err = apr_socket_accept(&ts->accepted, src->lsock, ts->ptrans);
     }
     pthread_rwlock_unlock(&child.listeners_lock);
@@ -361,10 +367,58 @@ static int take_passed(pc_tslot_t *ts, pc_source_t *src)
     return 0;
 }
 
+/* A worker on its way out takes one more job if one is there.  Listeners
+ * and channels wake one waiting worker of one child per event
+ * (EPOLLEXCLUSIVE): a worker woken just as its child stops would leave
+ * the event unserved, and with it a client, until the next event came
+ * -- for good on a quiet site.  Its child has taken its sources out of
+ * every worker's set by then (stop_threads), so no later event is lost
+ * here, and this one try covers the one it may have eaten. */
+static int take_last_job(pc_tslot_t *ts)
+{
+    int i, fd;
+
+    if (ts->drained || !child.may_exit || !child.graceful) {
+        return PC_SOCK_IDLE;
+    }
+    ts->drained = 1;
+    for (i = 0; i < child.nsources; i++) {
+        pc_source_t *src = &child.sources[i];
+
+        if (src->is_park) {
+            continue;
+        }
+        if (src->is_channel) {
+            if (!src->dropped && take_passed(ts, src)) {
+                ts->sock = PC_SOCK_PASSED;
+                return ts->sock;
+            }
+        }
+        else if ((fd = take_accepted(ts, src)) >= 0) {
+            ts->sock = fd;
+            return fd;
+        }
+    }
+    return PC_SOCK_IDLE;
+}
+
 /* Waits for a job and takes it: the worker's entry becomes
  * PC_SOCK_PASSED (the passed connection in it) or the descriptor it
  * accepted.  PC_SOCK_IDLE: the worker should exit. */
 static int take_job(pc_tslot_t *ts)
+{
+    int job;
+
+    apr_atomic_inc32(&child.waiting);
+    job = wait_for_job(ts);
+    if (job == PC_SOCK_IDLE) {
+        job = take_last_job(ts);
+    }
+    apr_atomic_dec32(&child.waiting);
+    return job;
+}
+
+static int wait_for_job(pc_tslot_t *ts)
 {
     struct epoll_event ev;
 
@@ -658,27 +712,30 @@ static int wait_for_stop(void)
     }
 }
 
-/* Keeps the reading end of this pool's pipe of death and nothing else
- * of the pipes: a writing end would let a tenant stop any child of its
- * pool at will, another pool's pipe would let it stop theirs. */
-static void keep_own_pod(int pool)
+/* No more events for this child's workers: from now on every new
+ * connection and record wakes a worker of a child that goes on. */
+static void unwatch_sources(void)
+{
+    int i, j;
+
+    for (i = 0; i < pc_conf->threads_per_child; i++) {
+        for (j = 0; j < child.nsources; j++) {
+            if (!child.sources[j].is_park) {
+                epoll_ctl(child.table[i].epfd, EPOLL_CTL_DEL,
+                          child.sources[j].fd, NULL);
+            }
+        }
+    }
+}
+
+/* Lets the idle workers take their last job (take_last_job) before the
+ * listeners close; not long: busy workers are not waited for. */
+static void wait_idle_workers_out(void)
 {
     int i;
 
-    child.pod = NULL;
-    /* Newest first: each close unregisters its cleanup from a list that
-     * APR walks from the newest entry, and the pipes were made in pool
-     * order.  In pool order, a child of a host with 1000 tenants spent
-     * tens of milliseconds here, and a start or graceful restart
-     * seconds. */
-    for (i = pc_pods != NULL ? pc_conf->pools->nelts - 1 : -1; i >= 0; i--) {
-        apr_file_close(pc_pods[i]->pod_out);
-        if (i == pool) {
-            child.pod = pc_pods[i];
-        }
-        else {
-            apr_file_close(pc_pods[i]->pod_in);
-        }
+    for (i = 0; i < 200 && apr_atomic_read32(&child.waiting) > 0; i++) {
+        apr_sleep(apr_time_from_msec(1));
     }
 }
 
@@ -693,10 +750,16 @@ static void stop_threads(int graceful, apr_thread_t **threads)
 
     pc_retained->mpm->mpm_state = AP_MPMQ_STOPPING;
     pthread_rwlock_wrlock(&child.listeners_lock);
+    child.graceful = graceful;
     child.may_exit = 1;
-    close_listeners();
+    unwatch_sources();
     pthread_rwlock_unlock(&child.listeners_lock);
     wake_all_workers();
+    wait_idle_workers_out();
+    pthread_rwlock_wrlock(&child.listeners_lock);
+    close_listeners();
+    child.listeners_closed = 1;
+    pthread_rwlock_unlock(&child.listeners_lock);
     /* Idle keep-alive connections close at a stop, as under worker. */
     pc_park_stop();
     /* Modules with idle connections of their own (mod_http2's sessions)
@@ -780,7 +843,10 @@ static void init_child(int slot, int pool)
     }
 #endif
     close_unowned_listeners();
-    keep_own_pod(pool);
+    /* Only the reading end of this pool's pipe of death: a writing end
+     * would let a tenant stop any child of its pool at will, another
+     * pool's pipe would let it stop theirs. */
+    child.pod = pc_pods_child_keep(pool);
     pc_handoff_child_init(pool, pc_one_process ? 0
                                 : pc_affinity_pin_child(pl, slot));
     pc_logs_child_init(pool);

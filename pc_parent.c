@@ -25,6 +25,7 @@
 #include "perchild.h"
 #include "pc_affinity.h"
 #include "pc_orphan.h"
+#include "pc_pods.h"
 #include "pc_stall.h"
 #include "http_log.h"
 #include "http_main.h"
@@ -392,18 +393,6 @@ static void note_child_started(int slot, pid_t pid, const slot_before_t *old)
                  ", gen %d, pool %s", slot, pid, (int)gen, slot_label(slot));
 }
 
-/* Tells every child of this generation, through its pool's pipe of
- * death, to stop gracefully or at once: a byte for each of the pool's
- * slots, as each live child reads one. */
-static void signal_children(ap_podx_restart_t mode)
-{
-    int i;
-
-    for (i = 0; pc_pods != NULL && i < pc_conf->pools->nelts; i++) {
-        ap_mpm_podx_killpg(pc_pods[i], pc_pools_get(i)->slots, mode);
-    }
-}
-
 static int make_child(server_rec *s, int slot)
 {
     int pool = pc_pools_pool_of_slot(slot);
@@ -465,6 +454,7 @@ static void fill_slots(server_rec *s)
         if (make_child(s, i) < 0) {
             break;
         }
+        pc_pods_successor_started(pool);
     }
 }
 
@@ -664,7 +654,7 @@ static void reclaim_leftovers(void)
 
 static void stop_ungraceful(void)
 {
-    signal_children(AP_MPM_PODX_RESTART);
+    pc_pods_signal(AP_MPM_PODX_RESTART);
     pc_slots_publish();
     ap_reclaim_child_processes(1, note_child_killed);
     reclaim_leftovers();
@@ -701,7 +691,7 @@ static void stop_graceful(void)
     /* No connection may wait in an accept queue nobody will serve. */
     ap_close_listeners();
     pc_pools_close_buckets();
-    signal_children(AP_MPM_PODX_GRACEFUL);
+    pc_pods_signal(AP_MPM_PODX_GRACEFUL);
     pc_slots_publish();
     ap_relieve_child_processes(note_child_killed);
     if (ap_graceful_shutdown_timeout) {
@@ -760,6 +750,7 @@ int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)
     log_started(plog, s);
     mpm->mpm_state = AP_MPMQ_RUNNING;
     fill_slots(s);
+    pc_pods_retire_rest();
     server_main_loop(s);
     mpm->mpm_state = AP_MPMQ_STOPPING;
 
@@ -799,7 +790,9 @@ int pc_parent_run(apr_pool_t *pconf, apr_pool_t *plog, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
                      "PC0211: " AP_SIG_GRACEFUL_STRING " received.  Doing "
                      "graceful restart");
-        signal_children(AP_MPM_PODX_GRACEFUL);
+        /* Not told to stop yet: they serve while the configuration is
+         * read again (pc_pods.c). */
+        pc_pods_keep_for_successors();
     }
     else {
         stop_ungraceful();

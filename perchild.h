@@ -125,6 +125,8 @@ typedef struct pc_retained_t {
     uid_t *old_uids;
     gid_t *old_gids;
     struct pc_kid_t *kids;        /* parent: pc_slots.c */
+    struct pc_podgen_t *pods;     /* parent: pc_pods.c, this generation's */
+    struct pc_podgen_t *old_pods; /*   pipes and the previous one's */
 } pc_retained_t;
 
 /* For deadlines a change of the wall clock must not move. */
@@ -156,10 +158,6 @@ extern pc_conf_t *pc_conf;
 extern pc_retained_t *pc_retained;
 extern int pc_one_process;
 extern apr_pool_t *pc_pconf;
-/* This generation's pipes of death, one per pool (NULL with -X): a
- * child keeps only its own pool's reading end, so no tenant can stop
- * another tenant's children or eat the bytes meant for them. */
-extern ap_pod_t **pc_pods;
 
 /* The pool this process serves: -1 in the parent. */
 extern int pc_my_pool;
