@@ -563,6 +563,17 @@ class Proc:
             self.pid, self.uids, self.gids, self.groups)
 
 
+def numeric_tenants(n, first_id):
+    """Configuration for n tenants t0.test, t1.test... on {port_web},
+    each its own user by number (#first_id, #first_id+1...): numeric
+    identities need no passwd entry, so many pools need no users made."""
+    return "\n".join("""
+<VirtualHost 127.0.0.1:{port_web}>
+    ServerName t%d.test
+    AssignUserID #%d #%d
+</VirtualHost>""" % (i, first_id + i, first_id + i) for i in range(n))
+
+
 def wait_until(predicate, timeout, interval=0.1):
     deadline = time.monotonic() + timeout
     while True:

@@ -14,25 +14,19 @@ import re
 import threading
 import time
 
-from pchelpers import http_get, pid_alive, wait_until
+from pchelpers import http_get, numeric_tenants, pid_alive, wait_until
 
-# Numeric identities need no passwd entry: many pools, no users to make.
 FIRST_ID = 31001
 TENANTS = 150
 
 
 def tenants(n):
-    vhosts = "\n".join("""
-<VirtualHost 127.0.0.1:{port_web}>
-    ServerName t%d.test
-    AssignUserID #%d #%d
-</VirtualHost>""" % (i, FIRST_ID + i, FIRST_ID + i) for i in range(n))
     return """
 ThreadsPerChild 2
 Listen 127.0.0.1:{port_web}
 LogFormat "%v %P %>s %{{usec}}t" probe
 CustomLog "{root}/logs/probe_log" probe
-""" + vhosts
+""" + numeric_tenants(n, FIRST_ID)
 
 
 def pids_of(httpd, uid):

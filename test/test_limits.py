@@ -7,23 +7,17 @@ descriptors half-way used to take the running server down."""
 import resource
 import signal
 
-from pchelpers import http_get, pid_alive, wait_until
+from pchelpers import http_get, numeric_tenants, pid_alive, wait_until
 
-# Numeric identities need no passwd entry: many pools, no users to make.
 FIRST_ID = 30001
 
 
 def tenants(n):
-    vhosts = "\n".join("""
-<VirtualHost 127.0.0.1:{port_web}>
-    ServerName t%d.test
-    AssignUserID #%d #%d
-</VirtualHost>""" % (i, FIRST_ID + i, FIRST_ID + i) for i in range(n))
     return """
 ThreadsPerChild 2
 ServerLimit 200
 Listen 127.0.0.1:{port_web}
-""" + vhosts
+""" + numeric_tenants(n, FIRST_ID)
 
 
 def low_limit():
