@@ -164,6 +164,7 @@ static int perchild_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
         pc_retained->max_daemons_limit = -1;
     }
     pc_retained->mpm->mpm_state = AP_MPMQ_STARTING;
+    pc_pods_claim(plog, pc_retained->mpm->baton == pc_retained);
     if (pc_retained->mpm->baton != pc_retained) {
         pc_retained->mpm->was_graceful = 0;
         pc_retained->mpm->baton = pc_retained;
@@ -308,7 +309,7 @@ static int perchild_open_logs(apr_pool_t *p, apr_pool_t *plog,
     /* One pipe of death per pool: a child keeps only its own pool's
      * reading end, so no tenant can stop another tenant's children or
      * eat the bytes meant for them. */
-    if (pc_pods_open(s, startup) != OK) {
+    if (pc_pods_open(plog, s, startup) != OK) {
         return !OK;
     }
     if (!pc_retained->first_server_limit) {

@@ -76,6 +76,8 @@ typedef struct pc_tslot_t {
     apr_pool_t *ptrans;      /* the worker's connection pool */
     int epfd;                /* what this worker waits on when idle */
     int drained;             /* took its last job on the way out */
+    int woken;               /* left epoll_wait in this take_job */
+    int last_src;            /* the source it was woken for, or -1 */
 } pc_tslot_t;
 
 /* Something an idle worker waits on: a listener or the channel. */
@@ -373,33 +375,45 @@ static int take_passed(pc_tslot_t *ts, pc_source_t *src)
  * the event unserved, and with it a client, until the next event came
  * -- for good on a quiet site.  Its child has taken its sources out of
  * every worker's set by then (stop_threads), so no later event is lost
- * here, and this one try covers the one it may have eaten. */
+ * here, and this one try covers the one it may have eaten: only a
+ * worker that was waiting can have, and first at the source it was
+ * woken for.  A worker busy until after the stop takes nothing more. */
+static int take_from(pc_tslot_t *ts, pc_source_t *src)
+{
+    int fd;
+
+    if (src->is_park) {
+        return PC_SOCK_IDLE;
+    }
+    if (src->is_channel) {
+        if (!src->dropped && take_passed(ts, src)) {
+            ts->sock = PC_SOCK_PASSED;
+            return ts->sock;
+        }
+        return PC_SOCK_IDLE;
+    }
+    if ((fd = take_accepted(ts, src)) >= 0) {
+        ts->sock = fd;
+        return fd;
+    }
+    return PC_SOCK_IDLE;
+}
+
 static int take_last_job(pc_tslot_t *ts)
 {
-    int i, fd;
+    int i, job = PC_SOCK_IDLE;
 
-    if (ts->drained || !child.may_exit || !child.graceful) {
+    if (ts->drained || !ts->woken || !child.may_exit || !child.graceful) {
         return PC_SOCK_IDLE;
     }
     ts->drained = 1;
-    for (i = 0; i < child.nsources; i++) {
-        pc_source_t *src = &child.sources[i];
-
-        if (src->is_park) {
-            continue;
-        }
-        if (src->is_channel) {
-            if (!src->dropped && take_passed(ts, src)) {
-                ts->sock = PC_SOCK_PASSED;
-                return ts->sock;
-            }
-        }
-        else if ((fd = take_accepted(ts, src)) >= 0) {
-            ts->sock = fd;
-            return fd;
-        }
+    if (ts->last_src >= 0) {
+        job = take_from(ts, &child.sources[ts->last_src]);
     }
-    return PC_SOCK_IDLE;
+    for (i = 0; job == PC_SOCK_IDLE && i < child.nsources; i++) {
+        job = take_from(ts, &child.sources[i]);
+    }
+    return job;
 }
 
 /* Waits for a job and takes it: the worker's entry becomes
@@ -422,6 +436,8 @@ static int wait_for_job(pc_tslot_t *ts)
 {
     struct epoll_event ev;
 
+    ts->woken = 0;
+    ts->last_src = -1;
     while (!child.may_exit && !conns_exhausted()) {
         pc_source_t *src;
         int n, fd;
@@ -429,6 +445,9 @@ static int wait_for_job(pc_tslot_t *ts)
         pc_park_idle(1);
         n = epoll_wait(ts->epfd, &ev, 1, -1);
         pc_park_idle(0);
+        ts->woken = 1;
+        ts->last_src = (n == 1 && ev.data.u32 < (uint32_t)child.nsources)
+                       ? (int)ev.data.u32 : -1;
 
         if (n != 1) {
             if (n == -1 && errno != EINTR) {

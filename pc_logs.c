@@ -43,6 +43,10 @@
 
 APLOG_USE_MODULE(mpm_perchild);
 
+/* Descriptors looked at with one poll, and in all at the most. */
+#define PC_FD_SLICE 256
+#define PC_FD_BOUND_MAX (1 << 20)
+
 typedef struct pc_logfd_t {
     server_rec *s;
     int fd;
@@ -53,7 +57,7 @@ static ap_log_writer_init *wrapped_init;
 
 /* An upper bound of this process's descriptor numbers: the size of its
  * descriptor table (FDSize in /proc/self/status), else the open files
- * limit; never more than the limit, which bounds what poll takes. */
+ * limit.  -1 if neither can be told. */
 static int fd_bound(void)
 {
     struct rlimit rl;
@@ -73,31 +77,42 @@ static int fd_bound(void)
             size = strtol(at + 8, NULL, 10);
         }
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
-        && (size <= 0 || (rlim_t)size > rl.rlim_cur)) {
+    if (size <= 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0
+        && rl.rlim_cur != RLIM_INFINITY) {
         size = (long)rl.rlim_cur;
     }
-    return size > 0 && size < 1048576 ? (int)size : 1024;
+    return size > 0 && size <= PC_FD_BOUND_MAX ? (int)size : -1;
 }
 
-/* Which descriptors below 'n' are open (1) or not (0), NULL if that
- * cannot be told.  One poll answers for all of them (POLLNVAL for a
- * closed one), where listing /proc/self/fd costs a directory entry per
- * descriptor: done twice for every log file opened, that listing made
- * the start of a host with 1000 tenants' logs take half a minute. */
+/* Which descriptors below 'n' are open (1) or not (0); NULL with errno
+ * set if that cannot be told.  A poll answers for many at once (POLLNVAL
+ * for a closed one), where listing /proc/self/fd costs a directory entry
+ * per descriptor: done twice for every log file opened, that listing
+ * made the start of a host with 1000 tenants' logs take half a minute.
+ * In slices: poll takes no more entries than the open files limit. */
 static char *open_fds(apr_pool_t *p, int n)
 {
-    struct pollfd *pfd = apr_palloc(p, n * sizeof(*pfd));
-    char *open = apr_palloc(p, n);
-    int i;
+    struct pollfd *pfd;
+    char *open;
+    int i, at;
 
+    if (n < 0) {
+        errno = EMFILE;
+        return NULL;
+    }
+    pfd = apr_palloc(p, (n + 1) * sizeof(*pfd));
+    open = apr_palloc(p, n + 1);
     for (i = 0; i < n; i++) {
         pfd[i].fd = i;
         pfd[i].events = 0;
         pfd[i].revents = 0;
     }
-    if (poll(pfd, (nfds_t)n, 0) < 0) {
-        return NULL;
+    for (at = 0; at < n; at += PC_FD_SLICE) {
+        if (poll(pfd + at, (nfds_t)(n - at < PC_FD_SLICE ? n - at
+                                                         : PC_FD_SLICE),
+                 0) < 0) {
+            return NULL;
+        }
     }
     for (i = 0; i < n; i++) {
         open[i] = !(pfd[i].revents & POLLNVAL);
@@ -110,19 +125,23 @@ static char *open_fds(apr_pool_t *p, int n)
 static void *noting_init(apr_pool_t *p, server_rec *s, const char *name)
 {
     apr_pool_t *tmp;
-    char *before, *after;
+    char *before, *after = NULL;
     void *handle;
-    int i, nb, na;
+    int i, nb, na, err = 0;
 
     apr_pool_create(&tmp, p);
     nb = fd_bound();
-    before = open_fds(tmp, nb);
+    if ((before = open_fds(tmp, nb)) == NULL) {
+        err = errno;
+    }
     handle = wrapped_init(p, s, name);
     na = fd_bound();
-    after = open_fds(tmp, na);
+    if (before != NULL && (after = open_fds(tmp, na)) == NULL) {
+        err = errno;
+    }
     if (before == NULL || after == NULL) {
         /* Other tenants' children would keep it open: refuse to start. */
-        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+        ap_log_error(APLOG_MARK, APLOG_ERR, err, s,
                      "PC0119: cannot tell which descriptors the log %s "
                      "uses", name);
         apr_pool_destroy(tmp);

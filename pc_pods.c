@@ -29,6 +29,15 @@
  * runs would shorten that wait further, but let the old configuration
  * answer after the new generation is up, which worker never does.
  *
+ * If what reads the configuration next is not this build of perchild
+ * (a restart into another MPM, or into a perchild whose retained data
+ * differs), nothing would tell the old children: the parent's ends of
+ * every generation's pipes are therefore also closed when httpd clears
+ * its log pool, between reading the configuration and opening the
+ * logs, unless this module's pre_config claims them first for a
+ * graceful hand-over (pc_pods_claim).  Unclaimed, the old children stop
+ * as worker's would.
+ *
  * The pipes therefore live in a pool of their own that outlives the
  * configuration's, kept in the MPM's retained data (this module is
  * unloaded and loaded again at each restart).
@@ -38,10 +47,13 @@
 #include "pc_pods.h"
 #include "http_log.h"
 #include "http_main.h"
+#include "apr_strings.h"
 
 APLOG_USE_MODULE(mpm_perchild);
 
 typedef struct pc_podgen_t {
+    apr_size_t size;         /* of this struct: a build that reads another
+                              * layout leaves it alone */
     apr_pool_t *pool;        /* holds the pipes: destroying it closes them */
     ap_pod_t **pods;         /* one per pool of that generation */
     uid_t *uids;             /* the pools' users, */
@@ -51,15 +63,26 @@ typedef struct pc_podgen_t {
     int n;
 } pc_podgen_t;
 
-static void podgen_destroy(pc_podgen_t **g)
+static int podgen_ours(const pc_podgen_t *g)
 {
-    if (*g != NULL) {
-        apr_pool_destroy((*g)->pool);
-        *g = NULL;
-    }
+    return g != NULL && g->size == sizeof(*g);
 }
 
-int pc_pods_open(server_rec *s, int startup)
+/* Another build's is left as it is (its pipes close with the log pool,
+ * see above). */
+static void podgen_destroy(pc_podgen_t **g)
+{
+    if (podgen_ours(*g)) {
+        apr_pool_destroy((*g)->pool);
+    }
+    *g = NULL;
+}
+
+/* Closes a pipe end when httpd clears its log pool: APR's own function,
+ * as this module is unloaded by then. */
+#define PC_FALLBACK_CLOSE ((apr_status_t (*)(void *))apr_file_close)
+
+int pc_pods_open(apr_pool_t *plog, server_rec *s, int startup)
 {
     int i, n = pc_conf->pools->nelts;
     pc_podgen_t *g;
@@ -73,8 +96,10 @@ int pc_pods_open(server_rec *s, int startup)
         return OK;
     }
     apr_pool_create(&p, ap_pglobal);
-    apr_pool_tag(p, "perchild_pods");
+    /* The tag in the pool itself: this module's strings go at unload. */
+    apr_pool_tag(p, apr_pstrdup(p, "perchild_pods"));
     g = apr_pcalloc(p, sizeof(*g));
+    g->size = sizeof(*g);
     g->pool = p;
     g->n = n;
     g->pods = apr_pcalloc(p, n * sizeof(*g->pods));
@@ -96,6 +121,12 @@ int pc_pods_open(server_rec *s, int startup)
         g->uids[i] = pc_pools_get(i)->uid;
         g->gids[i] = pc_pools_get(i)->gid;
     }
+    for (i = 0; i < n; i++) {
+        apr_pool_cleanup_register(plog, g->pods[i]->pod_out,
+                                  PC_FALLBACK_CLOSE, apr_pool_cleanup_null);
+        apr_pool_cleanup_register(plog, g->pods[i]->pod_in,
+                                  PC_FALLBACK_CLOSE, apr_pool_cleanup_null);
+    }
     pc_retained->pods = g;
     return OK;
 }
@@ -113,7 +144,8 @@ void pc_pods_signal(ap_podx_restart_t mode)
     pc_podgen_t *g = pc_retained->pods;
     int i;
 
-    for (i = 0; g != NULL && i < g->n && i < pc_conf->pools->nelts; i++) {
+    for (i = 0; podgen_ours(g) && i < g->n && i < pc_conf->pools->nelts;
+         i++) {
         tell(g, i, pc_pools_get(i)->slots, mode);
     }
 }
@@ -124,7 +156,7 @@ void pc_pods_keep_for_successors(void)
     int i;
 
     pc_pods_retire_rest();      /* a previous round not finished */
-    if (g == NULL) {
+    if (!podgen_ours(g)) {
         return;
     }
     /* The children each pool has now: the configuration is still this
@@ -135,6 +167,29 @@ void pc_pods_keep_for_successors(void)
     }
     pc_retained->old_pods = g;
     pc_retained->pods = NULL;
+}
+
+void pc_pods_claim(apr_pool_t *plog, int ours)
+{
+    pc_podgen_t *old = pc_retained->old_pods;
+    int i;
+
+    if (!ours) {
+        /* Another MPM ran since: what this module left was closed with
+         * the log pool then. */
+        pc_retained->pods = pc_retained->old_pods = NULL;
+        return;
+    }
+    if (!podgen_ours(old)) {
+        pc_retained->old_pods = NULL;
+        return;
+    }
+    /* Newest first, as registered: each is then found at once. */
+    for (i = old->n - 1; i >= 0; i--) {
+        apr_pool_cleanup_kill(plog, old->pods[i]->pod_in, PC_FALLBACK_CLOSE);
+        apr_pool_cleanup_kill(plog, old->pods[i]->pod_out,
+                              PC_FALLBACK_CLOSE);
+    }
 }
 
 /* The previous generation's pool of the same user as 'pool', not told
@@ -163,7 +218,7 @@ void pc_pods_successor_started(int pool)
     pc_podgen_t *old = pc_retained->old_pods;
     int i;
 
-    if (old != NULL && pool >= 0 && (i = predecessor(old, pool)) >= 0) {
+    if (podgen_ours(old) && pool >= 0 && (i = predecessor(old, pool)) >= 0) {
         tell(old, i, old->slots[i], AP_MPM_PODX_GRACEFUL);
     }
 }
@@ -173,7 +228,7 @@ void pc_pods_retire_rest(void)
     pc_podgen_t *old = pc_retained->old_pods;
     int i;
 
-    for (i = 0; old != NULL && i < old->n; i++) {
+    for (i = 0; podgen_ours(old) && i < old->n; i++) {
         if (!old->told[i]) {
             tell(old, i, old->slots[i], AP_MPM_PODX_GRACEFUL);
         }

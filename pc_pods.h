@@ -21,8 +21,9 @@
 #include "mpm_common.h"
 
 /* Parent, each generation (open_logs): this generation's pipes, one per
- * pool.  Returns OK or not. */
-int pc_pods_open(server_rec *s, int startup);
+ * pool; they close when httpd next clears 'plog', its log pool, unless
+ * a graceful restart claims them.  Returns OK or not. */
+int pc_pods_open(apr_pool_t *plog, server_rec *s, int startup);
 
 /* Parent: tells every child of this generation to stop ('mode'). */
 void pc_pods_signal(ap_podx_restart_t mode);
@@ -30,8 +31,15 @@ void pc_pods_signal(ap_podx_restart_t mode);
 /* Parent, on a graceful restart: this generation's children go on
  * serving while the configuration is read again; each pool's are told
  * to stop when the new generation's first child of the same user is
- * forked (pc_pods_successor_started), the rest by pc_pods_retire_rest. */
+ * forked (pc_pods_successor_started), the rest by pc_pods_retire_rest.
+ * Unless pc_pods_claim keeps them, their pipes close when httpd clears
+ * its log pool, and they stop as under worker. */
 void pc_pods_keep_for_successors(void);
+
+/* Parent, at pre_config: the previous generation's pipes, kept for a
+ * graceful hand-over, stay open past the log pool's clearing.  'ours':
+ * this module ran the previous generation (httpd's baton). */
+void pc_pods_claim(apr_pool_t *plog, int ours);
 
 /* Parent: pool 'pool' of this generation has a child now; the previous
  * generation's children of the same user are told to stop gracefully. */

@@ -11,10 +11,12 @@ without it stranded the client until the next connection came.  The
 probe here sends one request at a time, so a stranded one would hang."""
 
 import re
+import shutil
+import subprocess
 import threading
 import time
 
-from pchelpers import http_get, numeric_tenants, pid_alive, wait_until
+from pchelpers import REPO, http_get, numeric_tenants, pid_alive, wait_until
 
 FIRST_ID = 31001
 TENANTS = 150
@@ -108,4 +110,48 @@ def test_old_children_serve_until_their_successor_is_forked(httpd):
     assert late, (first_new, [ln for ln in lines if ln[0] == last][-10:])
     # And then it goes.
     assert wait_until(lambda: not any(pid_alive(p) for p in old_last), 20)
+    httpd.stop()
+
+
+
+def test_graceful_restart_into_another_build_stops_the_old_children(
+        httpd, tmp_path):
+    """A package upgrade then `apache2ctl graceful`: a perchild whose
+    retained data has another layout cannot hand the old children over,
+    so their pipes close with httpd's log pool and they stop, as under
+    worker.  (They used to serve on, unstoppable, next to the new
+    generation.)"""
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in list(REPO.glob("*.c")) + list(REPO.glob("*.h")):
+        shutil.copy(f, src)
+    header = src / "perchild.h"
+    text = header.read_text()
+    anchor = "} pc_retained_t;"
+    assert anchor in text
+    header.write_text(text.replace(anchor, "    long other_layout;\n"
+                                   + anchor, 1))
+    r = subprocess.run(["apxs", "-c", "-o", "mod_mpm_perchild.la"]
+                       + sorted(p.name for p in src.glob("*.c")),
+                       cwd=str(src), capture_output=True, text=True,
+                       timeout=900, check=False)
+    other = src / ".libs" / "mod_mpm_perchild.so"
+    assert r.returncode == 0 and other.exists(), r.stdout + r.stderr
+
+    httpd.write_config(tenants(3))
+    httpd.start()
+    port = httpd.port("web")
+    tenant_uids = {FIRST_ID + i for i in range(3)}
+    assert wait_until(lambda: tenant_uids <= {c.uids[0] for c in
+                                              httpd.children()}, 10)
+    old = {c.pid for c in httpd.children()}
+    httpd.conf.write_text(httpd.conf.read_text().replace(
+        str(httpd.module.path), str(other)))
+    rc, out = httpd.apache2("-k", "graceful")
+    assert rc == 0, out
+    assert wait_until(lambda: not any(pid_alive(p) for p in old), 15), \
+        httpd.error_log()[-2000:]
+    assert wait_until(lambda: tenant_uids <= {c.uids[0] for c in
+                                              httpd.children()}, 10)
+    assert http_get(port, "/", host="t1.test").status == 200
     httpd.stop()
