@@ -76,6 +76,7 @@ typedef struct pc_tslot_t {
     apr_pool_t *ptrans;      /* the worker's connection pool */
     int epfd;                /* what this worker waits on when idle */
     int drained;             /* took its last job on the way out */
+    volatile int in_take;    /* in take_job (stop_threads waits) */
     int woken;               /* left epoll_wait in this take_job */
     int last_src;            /* the source it was woken for, or -1 */
 } pc_tslot_t;
@@ -102,7 +103,6 @@ static struct {
     int graceful;                /* and finish what was taken */
     int listeners_closed;        /* by stop_threads */
     pthread_rwlock_t listeners_lock;  /* closing vs accepting */
-    apr_uint32_t waiting;        /* workers in take_job */
     int stopfd;                  /* eventfd: wakes every idle worker */
     int ctl[2];                  /* self-pipe: reasons to stop */
     pid_t pid;                   /* this child (not a fork of it) */
@@ -423,12 +423,14 @@ static int take_job(pc_tslot_t *ts)
 {
     int job;
 
-    apr_atomic_inc32(&child.waiting);
+    /* The worker's own entry, not a shared counter: nothing for the
+     * workers to contend on, per request. */
+    ts->in_take = 1;
     job = wait_for_job(ts);
     if (job == PC_SOCK_IDLE) {
         job = take_last_job(ts);
     }
-    apr_atomic_dec32(&child.waiting);
+    ts->in_take = 0;
     return job;
 }
 
@@ -749,11 +751,21 @@ static void unwatch_sources(void)
 
 /* Lets the idle workers take their last job (take_last_job) before the
  * listeners close; not long: busy workers are not waited for. */
+static int workers_in_take(void)
+{
+    int i, n = 0;
+
+    for (i = 0; i < pc_conf->threads_per_child; i++) {
+        n += child.table[i].in_take;
+    }
+    return n;
+}
+
 static void wait_idle_workers_out(void)
 {
     int i;
 
-    for (i = 0; i < 200 && apr_atomic_read32(&child.waiting) > 0; i++) {
+    for (i = 0; i < 200 && workers_in_take() > 0; i++) {
         apr_sleep(apr_time_from_msec(1));
     }
 }
