@@ -75,7 +75,6 @@ typedef struct pc_tslot_t {
     apr_socket_t *accepted;  /* the connection accepted, in 'ptrans' */
     apr_pool_t *ptrans;      /* the worker's connection pool */
     int epfd;                /* what this worker waits on when idle */
-    int drained;             /* took its last job on the way out */
     volatile int in_take;    /* in take_job (stop_threads waits) */
     int woken;               /* left epoll_wait in this take_job */
     int last_src;            /* the source it was woken for, or -1 */
@@ -113,7 +112,6 @@ static struct {
 
 
 static void clean_child_exit(int code) __attribute__((noreturn));
-static int wait_for_job(pc_tslot_t *ts);
 static void clean_child_exit(int code)
 {
     pc_retained->mpm->mpm_state = AP_MPMQ_STOPPING;
@@ -403,34 +401,15 @@ static int take_last_job(pc_tslot_t *ts)
 {
     int i, job = PC_SOCK_IDLE;
 
-    if (ts->drained || !ts->woken || !child.may_exit || !child.graceful) {
+    if (!ts->woken || !child.may_exit || !child.graceful) {
         return PC_SOCK_IDLE;
     }
-    ts->drained = 1;
     if (ts->last_src >= 0) {
         job = take_from(ts, &child.sources[ts->last_src]);
     }
     for (i = 0; job == PC_SOCK_IDLE && i < child.nsources; i++) {
         job = take_from(ts, &child.sources[i]);
     }
-    return job;
-}
-
-/* Waits for a job and takes it: the worker's entry becomes
- * PC_SOCK_PASSED (the passed connection in it) or the descriptor it
- * accepted.  PC_SOCK_IDLE: the worker should exit. */
-static int take_job(pc_tslot_t *ts)
-{
-    int job;
-
-    /* The worker's own entry, not a shared counter: nothing for the
-     * workers to contend on, per request. */
-    ts->in_take = 1;
-    job = wait_for_job(ts);
-    if (job == PC_SOCK_IDLE) {
-        job = take_last_job(ts);
-    }
-    ts->in_take = 0;
     return job;
 }
 
@@ -485,6 +464,24 @@ static int wait_for_job(pc_tslot_t *ts)
         }
     }
     return PC_SOCK_IDLE;
+}
+
+/* Waits for a job and takes it: the worker's entry becomes
+ * PC_SOCK_PASSED (the passed connection in it) or the descriptor it
+ * accepted.  PC_SOCK_IDLE: the worker should exit. */
+static int take_job(pc_tslot_t *ts)
+{
+    int job;
+
+    /* The worker's own entry, not a shared counter: nothing for the
+     * workers to contend on, per request. */
+    ts->in_take = 1;
+    job = wait_for_job(ts);
+    if (job == PC_SOCK_IDLE) {
+        job = take_last_job(ts);
+    }
+    ts->in_take = 0;
+    return job;
 }
 
 static void add_source(int fd, int is_channel, int owned, int bucket)
@@ -749,8 +746,6 @@ static void unwatch_sources(void)
     }
 }
 
-/* Lets the idle workers take their last job (take_last_job) before the
- * listeners close; not long: busy workers are not waited for. */
 static int workers_in_take(void)
 {
     int i, n = 0;
@@ -761,6 +756,8 @@ static int workers_in_take(void)
     return n;
 }
 
+/* Lets the idle workers take their last job (take_last_job) before the
+ * listeners close; not long: busy workers are not waited for. */
 static void wait_idle_workers_out(void)
 {
     int i;
