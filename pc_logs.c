@@ -43,8 +43,7 @@
 
 APLOG_USE_MODULE(mpm_perchild);
 
-/* Descriptors looked at with one poll, and in all at the most. */
-#define PC_FD_SLICE 256
+/* Descriptors looked at in all, at the most. */
 #define PC_FD_BOUND_MAX (1 << 20)
 
 typedef struct pc_logfd_t {
@@ -88,31 +87,26 @@ static int fd_bound(void)
  * set if that cannot be told.  A poll answers for many at once (POLLNVAL
  * for a closed one), where listing /proc/self/fd costs a directory entry
  * per descriptor: done twice for every log file opened, that listing
- * made the start of a host with 1000 tenants' logs take half a minute.
- * In slices: poll takes no more entries than the open files limit. */
+ * made the start of a host with 1000 tenants' logs take half a minute. */
 static char *open_fds(apr_pool_t *p, int n)
 {
     struct pollfd *pfd;
     char *open;
-    int i, at;
+    int i;
 
     if (n < 0) {
         errno = EMFILE;
         return NULL;
     }
-    pfd = apr_palloc(p, (n + 1) * sizeof(*pfd));
+    pfd = apr_palloc(p, (n + 1) * sizeof(*pfd));    /* n may be 0 */
     open = apr_palloc(p, n + 1);
     for (i = 0; i < n; i++) {
         pfd[i].fd = i;
         pfd[i].events = 0;
         pfd[i].revents = 0;
     }
-    for (at = 0; at < n; at += PC_FD_SLICE) {
-        if (poll(pfd + at, (nfds_t)(n - at < PC_FD_SLICE ? n - at
-                                                         : PC_FD_SLICE),
-                 0) < 0) {
-            return NULL;
-        }
+    if (pc_poll_now(pfd, n) < 0) {
+        return NULL;
     }
     for (i = 0; i < n; i++) {
         open[i] = !(pfd[i].revents & POLLNVAL);

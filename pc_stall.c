@@ -63,8 +63,6 @@ APLOG_USE_MODULE(mpm_perchild);
 #define PC_HELPER_LINGER_MS 2000
 /* How long a helper may live before the parent kills it. */
 #define PC_HELPER_LIFE apr_time_from_sec(5)
-/* Channels polled in one system call at the most. */
-#define PC_WATCH_SLICE 256
 
 typedef struct watch_t {
     apr_time_t since;        /* waiting, with no sign of life, since */
@@ -420,8 +418,8 @@ void pc_stall_check(void)
         || !watch_setup()) {
         return;
     }
-    /* Every channel in one poll: a poll each cost the parent of a host
-     * with a thousand tenants ten thousand system calls a second. */
+    /* All channels in one poll (per 256): a poll each cost the parent of
+     * a host with a thousand tenants ten thousand system calls a second. */
     for (i = 0; i < watch_pools; i++) {
         for (w = 0; w < watch_ways; w++) {
             struct pollfd *p = &watch_fds[i * watch_ways + w];
@@ -431,14 +429,8 @@ void pc_stall_check(void)
             p->revents = 0;
         }
     }
-    /* In slices: poll takes no more entries than the open files limit. */
-    for (i = 0; i < watch_pools * watch_ways; i += PC_WATCH_SLICE) {
-        int n = watch_pools * watch_ways - i;
-
-        if (poll(watch_fds + i, n < PC_WATCH_SLICE ? n : PC_WATCH_SLICE, 0)
-            < 0) {
-            return;
-        }
+    if (pc_poll_now(watch_fds, watch_pools * watch_ways) < 0) {
+        return;
     }
     for (i = 0; i < watch_pools; i++) {
         pc_handoff_parent_chan(i, 0, &ways, &live);

@@ -38,6 +38,7 @@
 #include "unixd.h"
 #include "apr_hash.h"
 
+#include <poll.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
@@ -136,6 +137,21 @@ static APR_INLINE apr_time_t pc_monotonic_now(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return apr_time_from_sec(ts.tv_sec) + ts.tv_nsec / 1000;
+}
+
+/* Polls 'n' entries without waiting, in slices: poll takes no more
+ * entries per call than the open files limit (pc_stall.c, pc_logs.c).
+ * -1 with errno set if a call fails. */
+static APR_INLINE int pc_poll_now(struct pollfd *p, int n)
+{
+    int at;
+
+    for (at = 0; at < n; at += 256) {
+        if (poll(p + at, (nfds_t)(n - at < 256 ? n - at : 256), 0) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Closes every descriptor from 'low' up, in a helper process that must
