@@ -344,8 +344,9 @@ int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s)
     return OK;
 }
 
-/* Does a child of 'pool' need to send to pool 'to'?  A tenant next to
- * a dispatch pool only ever gives connections back to it. */
+/* Does a child of 'pool' need to send to pool 'to'?  Only if one
+ * listener reaches both; a tenant next to a dispatch pool only ever gives
+ * connections back to it. */
 static int needs_send_end(int pool, int to)
 {
     int d = pc_conf->dispatch_pool;
@@ -353,7 +354,10 @@ static int needs_send_end(int pool, int to)
     if (to == pool) {
         return 0;
     }
-    return d < 0 || pool == d || to == d;
+    if (d >= 0) {
+        return pool == d || to == d;
+    }
+    return pc_pools_share_listener(pool, to);
 }
 
 /* PC0301 at error level at most once a second per owner pool and

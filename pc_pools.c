@@ -825,7 +825,11 @@ static int has_exact_vhost(server_rec *s, ap_listen_rec *lr)
     return best;
 }
 
-static int listener_owner(server_rec *s, ap_listen_rec *lr)
+/* Marks in 'in' (one byte per pool) the pools whose vhosts httpd may
+ * choose for a connection on 'lr', the main server's among them unless
+ * vhosts cover the address entirely.  Returns the pool if there is just
+ * one, else -1. */
+static int listener_owner(server_rec *s, ap_listen_rec *lr, unsigned char *in)
 {
     server_rec *vs;
     int exact = has_exact_vhost(s, lr);
@@ -845,29 +849,27 @@ static int listener_owner(server_rec *s, ap_listen_rec *lr)
         }
         if (hit) {
             int pool = PC_SERVER_CONF(vs)->pool;
-            if (owner == -2) {
-                owner = pool;
-            }
-            else if (owner != pool) {
-                return -1;
-            }
+            in[pool] = 1;
+            owner = owner == -2 || owner == pool ? pool : -1;
         }
     }
     if (!main_excluded) {
         int pool = PC_SERVER_CONF(s)->pool;
-        if (owner != -2 && owner != pool) {
-            return -1;
-        }
-        owner = pool;
+        in[pool] = 1;
+        owner = owner == -2 || owner == pool ? pool : -1;
     }
     return owner;
 }
 
 static int dispatch_takes_all(const pc_listener_t *pl);
 
-/* Who accepts 'pl', in words for the log. */
+/* Who accepts 'pl', in words for the log: the pools of a shared one
+ * by label, the first few of them. */
 static const char *acceptors(apr_pool_t *p, const pc_listener_t *pl)
 {
+    const char *list = NULL;
+    int i, n = 0;
+
     if (dispatch_takes_all(pl)
         || (pl->owner < 0 && pc_conf->dispatch_pool >= 0)) {
         return apr_pstrcat(p, "the dispatch pool ",
@@ -878,7 +880,14 @@ static const char *acceptors(apr_pool_t *p, const pc_listener_t *pl)
         return apr_pstrcat(p, "pool ", pc_pools_get(pl->owner)->label,
                            NULL);
     }
-    return "every pool";
+    for (i = 0; i < pc_conf->pools->nelts; i++) {
+        if (pl->takers[i] && ++n <= 8) {
+            const char *label = pc_pools_get(i)->label;
+            list = list ? apr_pstrcat(p, list, ", ", label, NULL) : label;
+        }
+    }
+    return apr_psprintf(p, "%d pools (%s%s)", n, list ? list : "",
+                        n > 8 ? ", ..." : "");
 }
 
 /* The listeners as "ip:port/protocol;..." in order: the copies made for
@@ -1067,6 +1076,7 @@ static void heal_listener(server_rec *s, ap_listen_rec *lr)
 int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
 {
     ap_listen_rec **buckets, *lr;
+    unsigned char *takers;
     int b, nb, first;
 
     if ((nb = listener_buckets(p, s, &buckets)) < 1) {
@@ -1088,10 +1098,13 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
                 const pc_listener_t *orig = &APR_ARRAY_IDX(
                     pc_conf->listeners, first, pc_listener_t);
                 pl->owner = orig->owner;
+                pl->takers = orig->takers;
                 pl->tls = orig->tls;
                 continue;
             }
-            pl->owner = listener_owner(s, lr);
+            takers = apr_pcalloc(p, pc_conf->pools->nelts);
+            pl->owner = listener_owner(s, lr, takers);
+            pl->takers = takers;
             pl->tls = lr->protocol != NULL
                       && !strcasecmp(lr->protocol, "https");
         }
@@ -1139,7 +1152,10 @@ int pc_pools_takes_bucket(int pool, int slot, int bucket)
 }
 
 /* A listener of one pool is accepted by that pool only.  A shared one
- * by every pool, or only by the dispatch pool when there is one. */
+ * by the pools whose vhosts it reaches, or only by the dispatch pool when
+ * there is one: a tenant's children never read a connection that cannot
+ * be theirs (a port of its own keeps a tenant away from everyone else's
+ * request bytes). */
 static int dispatch_takes_all(const pc_listener_t *pl)
 {
     /* A TLS listener of one pool stays with it: its connections could
@@ -1161,5 +1177,23 @@ int pc_pools_accepts(int pool, const pc_listener_t *pl)
     if (pl->owner >= 0) {
         return pl->owner == pool;
     }
-    return pc_conf->dispatch_pool < 0 || pool == pc_conf->dispatch_pool;
+    if (pc_conf->dispatch_pool >= 0) {
+        return pool == pc_conf->dispatch_pool;
+    }
+    return pool >= 0 && pool < pc_conf->pools->nelts && pl->takers[pool];
+}
+
+int pc_pools_share_listener(int pool, int other)
+{
+    int i;
+
+    for (i = 0; i < pc_conf->listeners->nelts; i++) {
+        const pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
+                                                 pc_listener_t);
+        if (pl->bucket == 0 && pl->owner < 0 && pl->takers[pool]
+            && pl->takers[other]) {
+            return 1;
+        }
+    }
+    return 0;
 }

@@ -73,6 +73,9 @@ typedef struct pc_listener_t {
     ap_listen_rec *lr;
     int bucket;              /* ListenCoresBucketsRatio: which copy */
     int owner;               /* pool index, or -1: shared by many pools */
+    const unsigned char *takers;  /* shared: [pool] 1 if a vhost of that
+                                   * pool (or the main server's, if it can
+                                   * answer there) is reachable on it */
     int tls;                 /* Listen ... https: connections cannot move */
 } pc_listener_t;
 
@@ -196,6 +199,9 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s);
 pc_pool_t *pc_pools_get(int index);
 int pc_pools_pool_of_slot(int slot);
 int pc_pools_accepts(int pool, const pc_listener_t *pl);
+/* Can a connection reach both pools on one listener?  Then a child of
+ * one may have to pass it to the other. */
+int pc_pools_share_listener(int pool, int other);
 int pc_pools_takes_bucket(int pool, int slot, int bucket);
 void pc_pools_close_buckets(void);
 void pc_pools_log_listeners(apr_pool_t *p);

@@ -8,6 +8,7 @@ import re
 import select
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -318,6 +319,111 @@ def test_ip_vhost_listener_is_its_owners_alone(httpd, users, other):
     assert r.status == 200 and int(r.ident["uid"]) == want, r
     httpd.stop()
 
+
+
+OWN_PORT = """
+ThreadsPerChild 3
+ChildPerUserID pcalice pcalice
+ChildPerUserID pcbob pcbob
+ChildPerUserID pccarol pccarol
+Listen 127.0.0.1:{port_shared}
+Listen 127.0.0.1:{port_carol}
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_carol}>
+    ServerName c.test
+    AssignUserID pccarol pccarol
+</VirtualHost>
+"""
+
+
+def listening_inodes(port):
+    """Every socket listening on 127.0.0.1:port (one per bucket)."""
+    want = "0100007F:%04X" % port
+    with open("/proc/net/tcp") as f:
+        return {cols[9] for cols in (line.split()
+                                     for line in f.readlines()[1:])
+                if cols[1] == want and cols[3] == "0A"}
+
+
+def unix_peers():
+    """{socket inode: peer inode} of every connected Unix socket."""
+    out = subprocess.run(["ss", "-xan"], capture_output=True, text=True,
+                         check=True).stdout
+    peers = {}
+    for line in out.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 8 and cols[5].isdigit() and cols[7].isdigit():
+            peers[cols[5]] = cols[7]
+    return peers
+
+
+def socket_inodes(pid):
+    found = set()
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            link = os.readlink(os.path.join(d, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            found.add(link[8:-1])
+    return found
+
+
+def test_tenant_with_own_port_reads_no_shared_port(httpd, users):
+    """A shared listener is accepted by the pools whose vhosts it reaches,
+    not by every pool: a tenant whose sites have a port of their own never
+    reads another tenant's request head, and holds no channel into another
+    pool (it has nothing to pass).  The shared port still hands off
+    between its two pools."""
+    httpd.write_config(OWN_PORT)
+    httpd.start()
+    shared, own = httpd.port("shared"), httpd.port("carol")
+    assert wait_until(lambda: re.search(
+        r"PC0110: listener 127\.0\.0\.1:%d is accepted by 2 pools "
+        r"\(pcalice:pcalice, pcbob:pcbob\)" % shared, httpd.error_log()), 5), \
+        httpd.error_log()
+    kids = httpd.children()
+    carol = [c for c in kids if c.uid == users["pccarol"].uid]
+    others = [c for c in kids if c.uid != users["pccarol"].uid]
+    assert carol and others, kids
+    inodes = listening_inodes(shared)
+    assert inodes
+    for c in carol:
+        assert not (socket_inodes(c.pid) & inodes), \
+            "carol's child %d holds the shared listener" % c.pid
+    # Every Unix socket carol's children hold leads only to processes of
+    # carol's pool or the root parent: none into alice's or bob's.
+    peers = unix_peers()
+    held = {c.pid: socket_inodes(c.pid) for c in others}
+    carols = set()
+    for c in carol:
+        carols |= socket_inodes(c.pid)
+    for inode in carols:
+        peer = peers.get(inode)
+        for pid, socks in held.items():
+            assert peer is None or peer not in socks, \
+                "carol's socket %s reaches child %d" % (inode, pid)
+    # Shared port: one connection moving between alice and bob.
+    ka = KeepAliveClient(shared)
+    try:
+        for host, user in (("a.test", "pcalice"), ("b.test", "pcbob"),
+                           ("a.test", "pcalice"), ("c.test", "pcalice")):
+            r = ka.get(CGI, host)
+            assert r.status == 200, (host, r)
+            assert int(r.ident["uid"]) == users[user].uid, (host, r)
+    finally:
+        ka.close()
+    r = http_get(own, CGI, host="a.test")
+    assert r.status == 200 and int(r.ident["uid"]) == users["pccarol"].uid
+    httpd.stop()
 
 CRASHY = """
 ThreadsPerChild 3
