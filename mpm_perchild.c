@@ -297,6 +297,16 @@ static int perchild_open_logs(apr_pool_t *p, apr_pool_t *plog,
 {
     int startup = (pc_retained->mpm->module_loads == 1);
 
+    /* Here, not in check_config: after apache2 -k stop and friends (as
+     * any user) are done, before the server detaches, so that a start
+     * that could never run a child fails at once with this reason. */
+    if (startup && !pc_one_process && geteuid() != 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, NULL,
+                     "PC0011: perchild must be started as root: its parent "
+                     "runs each pool's children as that pool's user (-X "
+                     "runs one process as the current user, for debugging)");
+        return !OK;
+    }
     pc_pconf = p;
     pc_logs_wrap(p);
     if (ap_setup_listeners(ap_server_conf) < 1) {

@@ -105,6 +105,7 @@ static struct {
     int stopfd;                  /* eventfd: wakes every idle worker */
     int ctl[2];                  /* self-pipe: reasons to stop */
     pid_t pid;                   /* this child (not a fork of it) */
+    pid_t parent;                /* the parent that forked it */
     apr_uint32_t conns_left;     /* MaxConnectionsPerChild countdown */
     int limit_conns;
     ap_pod_t *pod;
@@ -321,8 +322,13 @@ static int take_accepted(pc_tslot_t *ts, const pc_source_t *src)
 static void drop_channel(int chan)
 {
     int i;
+    /* The last sending end also closes when the whole server goes away
+     * (a restart whose configuration fails exits the parent, then every
+     * child): nothing to tell then. */
+    int ending = child.may_exit || getppid() != child.parent;
 
-    ap_log_error(APLOG_MARK, APLOG_ERR, EPIPE, ap_server_conf,
+    ap_log_error(APLOG_MARK, ending ? APLOG_DEBUG : APLOG_ERR, EPIPE,
+                 ap_server_conf,
                  "PC0409: this pool's hand-off channel was shut down; "
                  "connections passed from other pools get 503 until the "
                  "next restart (a graceful one will do)");
@@ -814,6 +820,7 @@ static void setup_signals(void)
      * SIGTERM reaches the main thread, which turns it into a message. */
     apr_setup_signal_thread();
     child.pid = getpid();
+    child.parent = getppid();
     apr_signal(SIGTERM, ctl_signal);
     apr_signal(SIGPIPE, SIG_IGN);
     sigemptyset(&set);

@@ -388,7 +388,7 @@ static void note_child_started(int slot, pid_t pid, const slot_before_t *old)
                                                      slot_label(slot));
     }
     ap_run_child_status(ap_server_conf, pid, gen, slot, MPM_CHILD_STARTED);
-    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
                  "PC0203: Child %d started: pid %" APR_PID_T_FMT
                  ", gen %d, pool %s", slot, pid, (int)gen, slot_label(slot));
 }

@@ -509,19 +509,38 @@ static int layout_slots(int limit)
     return wanted;
 }
 
+/* The first few short pools by name, the rest in one line: a graceful
+ * restart that adds hundreds of tenants past the limit would otherwise
+ * log a line for each. */
+#define PC_SHORT_POOLS_NAMED 5
+
 static void log_short_pools(server_rec *s)
 {
-    int i;
+    int i, shown = 0, more = 0, more_none = 0;
 
     for (i = 0; i < pc_conf->pools->nelts; i++) {
         pc_pool_t *pl = pc_pools_get(i);
-        if (pl->slots < pl->num_children) {
+
+        if (pl->slots >= pl->num_children) {
+            continue;
+        }
+        if (shown++ < PC_SHORT_POOLS_NAMED) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                          "PC0106: pool %s gets %d of its %d children: "
                          "ServerLimit %d is full until a full restart",
                          pl->label, pl->slots, pl->num_children,
                          pc_conf->server_limit);
+            continue;
         }
+        more++;
+        more_none += pl->slots == 0;
+    }
+    if (more > 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "PC0106: %d more pools get fewer children than "
+                     "configured, %d of them none (their vhosts get 503): "
+                     "ServerLimit %d is full until a full restart",
+                     more, more_none, pc_conf->server_limit);
     }
 }
 
@@ -559,6 +578,20 @@ static void warn_unused_pools(server_rec *s, int startup)
                          pl->group_name);
         }
     }
+}
+
+/* PerchildDispatchAll only says who accepts when there is a dispatch
+ * pool; alone it does nothing, which an admin who set it should know. */
+static void warn_dispatch_all_alone(server_rec *s, int startup)
+{
+    if (second_startup_pass() || !pc_conf->dispatch_all
+        || pc_conf->dispatch_decl != NULL) {
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_WARNING | (startup ? APLOG_STARTUP : 0),
+                 0, s, "PC0118: PerchildDispatchAll On has no effect "
+                 "without DispatchUserID: each pool's children accept its "
+                 "listeners");
 }
 
 /* The most vhost names listed per pool by pc_pools_dump. */
@@ -694,6 +727,7 @@ int pc_pools_resolve(apr_pool_t *p, server_rec *s, int startup)
     }
     assign_vhosts(p, s, startup);
     warn_unused_pools(s, startup);
+    warn_dispatch_all_alone(s, startup);
     if (add_dispatch_pool(p) != OK) {
         return !OK;
     }

@@ -121,6 +121,16 @@ for m in mpm_worker mpm_prefork; do
         sh -c "a2dismod -q $m && a2enmod -q mpm_perchild"
 done
 
+# README's loop: disables whichever MPM is on, whether mpm_itk is
+# installed or not (a2dismod of a module that does not exist fails).
+check "setup: mpm_event on again" \
+    sh -c "a2dismod -q mpm_perchild && a2enmod -q mpm_event"
+check "README's loop, then a2enmod mpm_perchild" sh -ec "
+    for m in mpm_itk mpm_event mpm_worker mpm_prefork; do
+        [ ! -e $en/\$m.load ] || a2dismod -q \$m; done
+    a2enmod -q mpm_perchild"
+check "only mpm_perchild is enabled after the loop" mpms_are "mpm_perchild"
+
 # Debian's own .load files do not list mpm_perchild, so a2enmod of a stock
 # MPM does not notice perchild (see docs/directives.md, "Enabling the
 # module").  Record the behaviour, then undo it.
@@ -144,8 +154,10 @@ if [ -f "$APACHE_CONFDIR/mods-available/mpm_itk.load" ]; then
     # installing libapache2-mpm-itk leaves it).
     check "setup: mpm_prefork + mpm_itk again" \
         sh -c 'a2dismod -q mpm_perchild && a2enmod -q mpm_prefork mpm_itk'
-    check "README: a2dismod mpm_event mpm_worker mpm_itk mpm_prefork; a2enmod mpm_perchild" \
-        sh -c 'a2dismod mpm_event mpm_worker mpm_itk mpm_prefork && a2enmod mpm_perchild'
+    check "README's loop with mpm-itk on, then a2enmod mpm_perchild" sh -ec "
+        for m in mpm_itk mpm_event mpm_worker mpm_prefork; do
+            [ ! -e $en/\$m.load ] || a2dismod -q \$m; done
+        a2enmod -q mpm_perchild"
     check "only mpm_perchild is enabled after README's command" mpms_are "mpm_perchild"
 else
     skip "mpm-itk switch: mpm_itk.load not installed"

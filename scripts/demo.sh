@@ -6,6 +6,7 @@
 #   sudo ./scripts/demo.sh            # run the demo, then stop the server
 #   sudo ./scripts/demo.sh --keep     # leave it running (stop command shown)
 #   PORT=8080 sudo ./scripts/demo.sh
+#   DEMO_DIR=/tmp/my-demo sudo ./scripts/demo.sh   # its files (replaced)
 set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -28,7 +29,12 @@ for u in pcalice pcbob pccarol; do
                 --shell /usr/sbin/nologin "$u"
 done
 
-d=/tmp/perchild-demo
+d=${DEMO_DIR:-/tmp/perchild-demo}
+case "$d" in
+    /tmp/?*) ;;
+    *) echo "demo.sh: DEMO_DIR must be a directory under /tmp (it is" \
+            "removed and made anew)" >&2; exit 2 ;;
+esac
 if [ -f "$d/run/httpd.pid" ] && kill -0 "$(cat "$d/run/httpd.pid")" 2>/dev/null
 then
     /usr/sbin/apache2 -f "$d/httpd.conf" -k stop || true

@@ -288,3 +288,18 @@ def test_S_names_each_vhosts_user(httpd, users):
     rc, out = config_test(httpd)
     assert rc == 0 and "PC0108: ChildPerUserID pccarol pccarol" in out, out
     assert "PC0108: ChildPerUserID pcalice" not in out, out
+
+
+def test_dispatch_all_without_dispatch_pool_is_pointed_out(
+        httpd, dispatch_user):
+    """PerchildDispatchAll On only changes who accepts when a dispatch pool
+    exists: alone, `apache2 -t` passes but says it does nothing."""
+    config(httpd, global_extra="PerchildDispatchAll On\n")
+    rc, out = config_test(httpd)
+    assert rc == 0 and "Syntax OK" in out, out
+    assert "PC0118: PerchildDispatchAll On has no effect" in out, out
+    config(httpd, global_extra="PerchildDispatchAll On\nDispatchUserID "
+                               "%s %s\n" % (dispatch_user.name,
+                                             dispatch_user.group))
+    rc, out = config_test(httpd)
+    assert rc == 0 and "PC0118" not in out, out

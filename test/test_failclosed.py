@@ -129,3 +129,26 @@ def test_one_pool_that_cannot_start_is_no_exit_of_apache(httpd_factory,
         assert h.error_log().count(said) == 1, h.error_log()
     finally:
         h.kill_all()
+
+
+def test_start_as_non_root_fails_with_the_reason(httpd_factory, users):
+    """perchild cannot run a child as its pool's user unless its parent is
+    root: a start by another user fails at once (before it detaches, so
+    the exit status says so) and names the reason, instead of starting,
+    answering nothing and stopping itself a moment later."""
+    h = httpd_factory("nonroot")
+    h.write_config(CONF)
+    alice = users["pcalice"]
+
+    def become_alice():
+        os.setgroups([])
+        os.setgid(alice.gid)
+        os.setuid(alice.uid)
+
+    rc, out = h.apache2("-k", "start", preexec_fn=become_alice)
+    assert rc != 0, out
+    assert "PC0011" in out and "must be started as root" in out, out
+    assert h.read_pid() is None
+    # -t as any user is still only a syntax check.
+    rc, out = h.apache2("-t", preexec_fn=become_alice)
+    assert rc == 0 and "Syntax OK" in out, out
