@@ -398,9 +398,14 @@ static int make_child(server_rec *s, int slot)
     int pool = pc_pools_pool_of_slot(slot);
     slot_before_t old;
     pid_t pid;
+    /* Every slot of the generation's layout, not only those forked so
+     * far: a child answers AP_MPMQ_MAX_DAEMON_USED (mod_info's "Max
+     * Daemons") with the value it was forked with. */
+    int used = slot + 1 > pc_conf->total_children ? slot + 1
+                                                  : pc_conf->total_children;
 
-    if (slot + 1 > pc_retained->max_daemons_limit) {
-        pc_retained->max_daemons_limit = slot + 1;
+    if (used > pc_retained->max_daemons_limit) {
+        pc_retained->max_daemons_limit = used;
     }
     old.pid = pc_slots_pid(slot);
     old.generation = pc_slots_gen(slot);

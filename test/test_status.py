@@ -123,3 +123,28 @@ def test_total_accesses_count_passed_requests_once(httpd, dispatch_user):
     assert total() - before == 21
     assert "PC0303" in httpd.error_log(), "nothing was passed on"
     httpd.stop()
+
+
+def test_mpm_query_gives_the_children_in_every_generation(httpd):
+    """Modules ask the MPM how many children it runs (mod_info shows it as
+    "Max Daemons"): the children of all pools, from the first start on,
+    and again after a graceful restart that adds a pool."""
+    conf = CONF.replace("ExtendedStatus On", "<Location /server-info>\n"
+                        "    SetHandler server-info\n</Location>")
+    httpd.write_config(conf, modules=BASE_MODULES + ("info",))
+    httpd.start()
+
+    def max_daemons():
+        r = http_get(httpd.port("default"), "/server-info?server")
+        m = re.search(r"Max Daemons: (\d+)", r.body or "")
+        assert m, r
+        return int(m.group(1))
+
+    assert max_daemons() == 4
+    httpd.write_config(conf.replace(
+        "ChildPerUserID pcbob pcbob 2",
+        "ChildPerUserID pcbob pcbob 2\nChildPerUserID pccarol pccarol 3"),
+        modules=BASE_MODULES + ("info",))
+    httpd.graceful()
+    assert wait_until(lambda: max_daemons() == 7, 10), max_daemons()
+    httpd.stop()
