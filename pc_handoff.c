@@ -103,7 +103,11 @@ typedef struct pc_preamble_t {
 /* The connection's way (see send_way), bits 8-15: only ever a hint. */
 #define PC_PRE_WAY_SHIFT 8
 #define PC_PRE_WAY_MASK  0xff00u
-#define PC_PRE_KNOWN   (PC_PRE_BETWEEN | PC_PRE_WAY_MASK)
+/* The sender timed out reading the head it passes: the owner, after
+ * those bytes, times out too (408, or only the log line httpd writes for
+ * a request line that never came), with its ErrorDocument and logs. */
+#define PC_PRE_TIMED_OUT 0x2u
+#define PC_PRE_KNOWN   (PC_PRE_BETWEEN | PC_PRE_TIMED_OUT | PC_PRE_WAY_MASK)
 
 /* Per-connection state. */
 typedef struct pc_conn_t {
@@ -115,6 +119,7 @@ typedef struct pc_conn_t {
     int served;              /* requests served since this child got it */
     int gone;                /* passed on: reads see end of file */
     int between;             /* arrived between two requests */
+    int timed_out;           /* the sender's read of it timed out */
     int keepalives;          /* carried over from the sender */
     int from_dispatch;       /* came from the dispatch pool */
     int no_record;           /* on a listener of this pool only */
@@ -636,11 +641,47 @@ void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
     pcc->passed = passed->bytes;
     pcc->passed_len = passed->len;
     pcc->between = (passed->pre_flags & PC_PRE_BETWEEN) != 0;
+    pcc->timed_out = (passed->pre_flags & PC_PRE_TIMED_OUT) != 0;
     pcc->way = (int)((passed->pre_flags & PC_PRE_WAY_MASK)
                      >> PC_PRE_WAY_SHIFT);
     /* MaxKeepAliveRequests counts over the connection's whole life. */
     c->keepalives = (int)(passed->pre_keepalives > 0x7fffffffu
                           ? 0x7fffffff : passed->pre_keepalives);
+}
+
+/* Stands in for the socket of a connection whose sender timed out: it
+ * reads as a socket that stays silent, without the wait, which the
+ * sender already had.  Its read ends only in a timeout, so nothing
+ * sets it aside, splits or copies it. */
+static apr_status_t timed_out_read(apr_bucket *b, const char **str,
+                                   apr_size_t *len, apr_read_type_e block)
+{
+    *str = NULL;
+    *len = 0;
+    return block == APR_NONBLOCK_READ ? APR_EAGAIN : APR_TIMEUP;
+}
+
+static const apr_bucket_type_t timed_out_type = {
+    "PERCHILD_TIMED_OUT", 5, APR_BUCKET_DATA,
+    apr_bucket_destroy_noop,
+    timed_out_read,
+    apr_bucket_setaside_notimpl,
+    apr_bucket_split_notimpl,
+    apr_bucket_copy_notimpl
+};
+
+static apr_bucket *timed_out_create(apr_bucket_alloc_t *list)
+{
+    apr_bucket *b = apr_bucket_alloc(sizeof(*b), list);
+
+    APR_BUCKET_INIT(b);
+    b->free = apr_bucket_free;
+    b->list = list;
+    b->type = &timed_out_type;
+    b->length = (apr_size_t)-1;
+    b->start = -1;
+    b->data = NULL;
+    return b;
 }
 
 /* The core calls this when it first reads a connection: forwarded
@@ -652,13 +693,16 @@ static apr_status_t insert_network_bucket(conn_rec *c,
     pc_conn_t *pcc = conn_state(c);
     apr_bucket *e;
 
-    if (pcc == NULL || pcc->passed_len == 0) {
+    if (pcc == NULL || (pcc->passed_len == 0 && !pcc->timed_out)) {
         return AP_DECLINED;
     }
-    e = apr_bucket_immortal_create(pcc->passed, pcc->passed_len,
-                                   c->bucket_alloc);
-    APR_BRIGADE_INSERT_TAIL(bb, e);
-    e = apr_bucket_socket_create(socket, c->bucket_alloc);
+    if (pcc->passed_len > 0) {
+        e = apr_bucket_immortal_create(pcc->passed, pcc->passed_len,
+                                       c->bucket_alloc);
+        APR_BRIGADE_INSERT_TAIL(bb, e);
+    }
+    e = pcc->timed_out ? timed_out_create(c->bucket_alloc)
+                       : apr_bucket_socket_create(socket, c->bucket_alloc);
     APR_BRIGADE_INSERT_TAIL(bb, e);
     pcc->passed_len = 0;
     return APR_SUCCESS;
@@ -804,7 +848,7 @@ static int pre_connection(conn_rec *c, void *csd)
 }
 
 static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
-                                   int between);
+                                   apr_uint32_t flags);
 static void forget(conn_rec *c);
 static void note_proxy_header(conn_rec *c, pc_conn_t *pcc);
 
@@ -825,7 +869,7 @@ static void give_back(request_rec *r, conn_rec *c, pc_conn_t *pcc)
 
     pcc->len = 0;
     pcc->out_way = send_way(pc_conf->dispatch_pool, pcc);
-    rv = prepare_record(c, pcc, pc_conf->dispatch_pool, 1);
+    rv = prepare_record(c, pcc, pc_conf->dispatch_pool, PC_PRE_BETWEEN);
     if (rv != APR_SUCCESS) {
         ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
                       "PC0323: cannot prepare the record that gives the "
@@ -1189,7 +1233,7 @@ static void note_proxy_header(conn_rec *c, pc_conn_t *pcc)
  * Everything that can fail before the send fails here, while the
  * client can still get an answer through httpd. */
 static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
-                                   int between)
+                                   apr_uint32_t flags)
 {
     pc_preamble_t *pre;
     apr_size_t proxy_n;
@@ -1219,9 +1263,8 @@ static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
     }
     pre = &pcc->pre;
     pre->keepalives = (uint32_t)c->keepalives;
-    pre->flags = (between ? PC_PRE_BETWEEN : 0)
-                 | (((uint32_t)pcc->way << PC_PRE_WAY_SHIFT)
-                    & PC_PRE_WAY_MASK);
+    pre->flags = flags | (((uint32_t)pcc->way << PC_PRE_WAY_SHIFT)
+                          & PC_PRE_WAY_MASK);
     pcc->out[0].iov_base = pre;
     pcc->out[0].iov_len = sizeof(*pre);
     pcc->out[1].iov_base = pcc->proxy;
@@ -1231,7 +1274,7 @@ static apr_status_t prepare_record(conn_rec *c, pc_conn_t *pcc, int pool,
     pcc->out[3].iov_base = more;
     pcc->out[3].iov_len = extra;
     pcc->out_pool = pool;
-    pcc->out_between = between;
+    pcc->out_between = (flags & PC_PRE_BETWEEN) != 0;
     ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                   "PC0304: passing %" APR_SIZE_T_FMT " head and %"
                   APR_SIZE_T_FMT " read-ahead bytes to pool %s", pcc->len,
@@ -2096,7 +2139,7 @@ static int decided_by_bytes(int status)
  * httpd's plain page and no access-log line (that vhost's ErrorDocument
  * and logs are not this process's to use).  So the owner gets the
  * connection and finds the same error itself, with its ErrorDocument
- * and in its logs.  Not when the bytes only just came from another pool
+ * and in its logs (a timeout: told so, see PC_PRE_TIMED_OUT).  Not when the bytes only just came from another pool
  * (no ping-pong), nor when the connection cannot move: then the error
  * is answered here as before.  Returns 1 if the connection goes. */
 static int pass_early_error(request_rec *r)
@@ -2104,12 +2147,13 @@ static int pass_early_error(request_rec *r)
     request_rec *orig = r;
     conn_rec *c = r->connection;
     pc_conn_t *pcc = conn_state(c);
-    int owner;
+    int owner, timeout;
 
     while (orig->prev != NULL) {
         orig = orig->prev;
     }
     owner = PC_SERVER_CONF(orig->server)->pool;
+    timeout = orig->status == HTTP_REQUEST_TIME_OUT;
     if (pc_conf->dispatch_pool >= 0 && pc_my_pool == pc_conf->dispatch_pool
         && orig->server == c->base_server
         && orig->status != HTTP_EXPECTATION_FAILED) {
@@ -2122,14 +2166,15 @@ static int pass_early_error(request_rec *r)
     if (pcc == NULL || pcc->filter == NULL || !pcc->fresh
         || pcc->overflow || pcc->proxy_broken || owner == pc_my_pool
         || owner < 0
-        || !decided_by_bytes(orig->status) || pcc->tls
+        || !(decided_by_bytes(orig->status) || timeout) || pcc->tls
         || ap_ssl_conn_is_ssl(c)
         || chan_send[chan_base[owner]] < 0) {
         return 0;
     }
     pcc->out_way = send_way(owner, pcc);
     if (!pool_can_take(owner, pcc->out_way)
-        || prepare_record(c, pcc, owner, 0) != APR_SUCCESS) {
+        || prepare_record(c, pcc, owner, timeout ? PC_PRE_TIMED_OUT : 0)
+           != APR_SUCCESS) {
         return 0;
     }
     pcc->out_head_only = orig->header_only;
@@ -2209,7 +2254,19 @@ static int check_owner(request_rec *r)
  * something other than OK or DECLINED: DONE stops mod_log_config. */
 static int skip_log(request_rec *r)
 {
+    pc_conn_t *pcc;
+
     if (apr_table_get(r->notes, "perchild-passed") != NULL) {
+        return DONE;
+    }
+    /* A request line that timed out on a fresh connection gets no
+     * answer, only this log line: the address's default vhost's, which
+     * may be another pool's. */
+    pcc = conn_state(r->connection);
+    if (r->status == HTTP_REQUEST_TIME_OUT && pc_my_pool >= 0
+        && pcc != NULL && pcc->recording && r->prev == NULL
+        && r->main == NULL && pass_early_error(r)) {
+        pcc->recording = 0;
         return DONE;
     }
     return DECLINED;

@@ -1903,6 +1903,86 @@ def test_head_error_answered_by_owner(errdocs, users, bad, status, owner):
                    for e in handoff_log(h)), handoff_log(h)[-5:]
 
 
+
+TIMEOUTS = VHOSTS.replace(
+    "    AssignUserID pccarol pccarol\n",
+    "    AssignUserID pccarol pccarol\n"
+    "    ErrorDocument 408 /err408.html\n") + "Timeout 2\n"
+
+
+@pytest.fixture(scope="module")
+def timeouts(httpd_factory, module, users):
+    h = httpd_factory("timeouts")
+    h.write_config(TIMEOUTS, loglevel=loglevel(module))
+    path = h.docroot("pccarol") / "err408.html"
+    path.write_text("ERRDOC err408.html pccarol\n")
+    os.chown(path, users["pccarol"].uid, users["pccarol"].gid)
+    os.chmod(path, 0o600)
+    try:
+        h.start()
+        wait_ready(h)
+        yield h
+        h.stop()
+    finally:
+        h.kill_all()
+
+
+def _timeouts_logged(h, since):
+    return [e for e in handoff_log(h)[since:] if e.status == 408]
+
+
+def test_head_timeout_answered_by_owner(timeouts, users):
+    """A client that stops half-way through a request head, on a
+    keep-alive connection held by pcalice's child: httpd times out with
+    the address's first vhost (c.test) in effect, so c.test's owner gives
+    the 408, with its ErrorDocument (readable by pccarol only) and its
+    log line, as worker would; before, pcalice's child answered with
+    httpd's plain page, and refused the ErrorDocument (PC0306)."""
+    h = timeouts
+    since = len(handoff_log(h))
+    with RawConnection(h.port("shared")) as k:
+        first = k.request(get_req(ID, "a.test"))
+        assert int(first.ident.get("uid", -1)) == users["pcalice"].uid, \
+            first
+        t0 = time.monotonic()
+        k.send(b"GET /x HTTP/1.1\r\nHost: b.test\r\n")
+        r = k.read_response()
+        waited = time.monotonic() - t0
+    assert r.status == 408, r
+    assert "ERRDOC err408.html pccarol" in r.body, r
+    # One timeout's wait, not a second one in the owner.
+    assert waited < 3.5, waited
+    carol = set(pids_of(h, "pccarol"))
+    assert wait_until(lambda: _timeouts_logged(h, since), 5), \
+        error_excerpt(h)
+    assert all(e.pid in carol for e in _timeouts_logged(h, since)), \
+        (_timeouts_logged(h, since), carol)
+    assert "PC0306" not in h.error_log(), error_excerpt(h)
+
+
+def test_request_line_timeout_logged_by_owner(timeouts, users):
+    """A fresh connection whose request line never ends gets no answer
+    but, as in worker, a 408 line in the log of the address's first
+    vhost: written by that vhost's owner, whichever pool's child accepted
+    the connection (each of them does, spread by the kernel)."""
+    h = timeouts
+    since = len(handoff_log(h))
+    socks = []
+    for i in range(8):
+        s = socket.create_connection(("127.0.0.1", h.port("shared")),
+                                     timeout=10)
+        s.sendall(b"GET /never-ends-" + str(i).encode())
+        socks.append(s)
+    for s in socks:
+        assert s.recv(4096) == b"", "an answer to a request line cut short"
+        s.close()
+    carol = set(pids_of(h, "pccarol"))
+    assert wait_until(lambda: len(_timeouts_logged(h, since)) == 8, 5), \
+        (_timeouts_logged(h, since), error_excerpt(h))
+    assert all(e.pid in carol for e in _timeouts_logged(h, since)), \
+        (_timeouts_logged(h, since), carol)
+
+
 def test_client_reset_during_hand_off_is_not_a_bad_record(shared, users):
     """A client that resets its connection right after a request that must
     go to another pool: the owner's child finds a TCP socket without a
