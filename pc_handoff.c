@@ -107,7 +107,13 @@ typedef struct pc_preamble_t {
  * those bytes, times out too (408, or only the log line httpd writes for
  * a request line that never came), with its ErrorDocument and logs. */
 #define PC_PRE_TIMED_OUT 0x2u
-#define PC_PRE_KNOWN   (PC_PRE_BETWEEN | PC_PRE_TIMED_OUT | PC_PRE_WAY_MASK)
+/* Given back: the KeepAliveTimeout httpd set after the request just
+ * served (its vhost's), in 10 ms units, bits 16-31; 0: not said. */
+#define PC_PRE_KA_SHIFT 16
+#define PC_PRE_KA_MASK  0xffff0000u
+#define PC_PRE_KA_UNIT  apr_time_from_msec(10)
+#define PC_PRE_KNOWN   (PC_PRE_BETWEEN | PC_PRE_TIMED_OUT | PC_PRE_WAY_MASK \
+                        | PC_PRE_KA_MASK)
 
 /* Per-connection state. */
 typedef struct pc_conn_t {
@@ -120,6 +126,7 @@ typedef struct pc_conn_t {
     int gone;                /* passed on: reads see end of file */
     int between;             /* arrived between two requests */
     int timed_out;           /* the sender's read of it timed out */
+    apr_interval_time_t ka_timeout;  /* given back: KeepAliveTimeout */
     int keepalives;          /* carried over from the sender */
     int from_dispatch;       /* came from the dispatch pool */
     int no_record;           /* on a listener of this pool only */
@@ -557,6 +564,32 @@ apr_status_t pc_handoff_wrap(apr_socket_t **sock, pc_passed_t *passed,
     return rv;
 }
 
+/* The longest KeepAliveTimeout of any vhost: a record (any tenant can
+ * write one) asks for no longer wait than the configuration allows. */
+static apr_interval_time_t longest_keepalive(void)
+{
+    static apr_interval_time_t longest = -1;
+    server_rec *s;
+
+    if (longest < 0) {
+        longest = 0;
+        for (s = ap_server_conf; s != NULL; s = s->next) {
+            if (s->keep_alive_timeout > longest) {
+                longest = s->keep_alive_timeout;
+            }
+        }
+    }
+    return longest;
+}
+
+static apr_interval_time_t keepalive_said(apr_uint32_t flags)
+{
+    apr_interval_time_t t = (apr_interval_time_t)
+        ((flags & PC_PRE_KA_MASK) >> PC_PRE_KA_SHIFT) * PC_PRE_KA_UNIT;
+
+    return t < longest_keepalive() ? t : longest_keepalive();
+}
+
 apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out)
 {
     size_t len;
@@ -602,6 +635,7 @@ apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out)
         close(fd);
         return APR_EGENERAL;
     }
+    out->keepalive_timeout = keepalive_said(out->pre_flags);
     out->fd = fd;
     out->hops = hops;
     /* With a dispatch pool, tenants send nothing to each other: whatever
@@ -642,6 +676,7 @@ void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
     pcc->passed_len = passed->len;
     pcc->between = (passed->pre_flags & PC_PRE_BETWEEN) != 0;
     pcc->timed_out = (passed->pre_flags & PC_PRE_TIMED_OUT) != 0;
+    pcc->ka_timeout = passed->keepalive_timeout;
     pcc->way = (int)((passed->pre_flags & PC_PRE_WAY_MASK)
                      >> PC_PRE_WAY_SHIFT);
     /* MaxKeepAliveRequests counts over the connection's whole life. */
@@ -863,13 +898,32 @@ static int must_give_back(const pc_conn_t *pcc)
            && pcc->served > 0 && pcc->from_dispatch;
 }
 
+/* The KeepAliveTimeout for the wait that follows, as flag bits: httpd
+ * has just set the socket's timeout to the one of the vhost of the
+ * request it served (worker waits with that, not the address's first
+ * vhost's). */
+static apr_uint32_t keepalive_bits(conn_rec *c)
+{
+    apr_interval_time_t t = 0;
+    apr_int64_t units;
+
+    if (apr_socket_timeout_get(ap_get_conn_socket(c), &t) != APR_SUCCESS
+        || t <= 0) {
+        return 0;
+    }
+    units = (t + PC_PRE_KA_UNIT - 1) / PC_PRE_KA_UNIT;
+    units = units > 0xffff ? 0xffff : units;
+    return (apr_uint32_t)units << PC_PRE_KA_SHIFT;
+}
+
 static void give_back(request_rec *r, conn_rec *c, pc_conn_t *pcc)
 {
     apr_status_t rv;
 
     pcc->len = 0;
     pcc->out_way = send_way(pc_conf->dispatch_pool, pcc);
-    rv = prepare_record(c, pcc, pc_conf->dispatch_pool, PC_PRE_BETWEEN);
+    rv = prepare_record(c, pcc, pc_conf->dispatch_pool,
+                        PC_PRE_BETWEEN | keepalive_bits(c));
     if (rv != APR_SUCCESS) {
         ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
                       "PC0323: cannot prepare the record that gives the "
@@ -914,7 +968,8 @@ static void pre_read_request(request_rec *r, conn_rec *c)
          * back once the request line is read). */
         pcc->between = 0;
         apr_socket_timeout_set(ap_get_conn_socket(c),
-                               c->base_server->keep_alive_timeout);
+                               pcc->ka_timeout > 0 ? pcc->ka_timeout
+                               : c->base_server->keep_alive_timeout);
     }
     /* Not the first request of a connection just passed here: another
      * child chose us for it, maybe by a hint, and httpd decides now. */

@@ -36,6 +36,9 @@ typedef struct pc_passed_t {
     int from_dispatch;       /* sent by a dispatch pool's child */
     apr_uint32_t pre_keepalives;    /* the record's preamble */
     apr_uint32_t pre_flags;
+    apr_interval_time_t keepalive_timeout;  /* given back: to wait for
+                                             * the next request; 0: the
+                                             * address's default */
     char *bytes;
     apr_size_t len;
     struct sockaddr_storage local;  /* the server's end of it */

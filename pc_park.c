@@ -436,7 +436,10 @@ int pc_park_offer(const pc_passed_t *passed)
             unpark(oldest);
             close_parked(oldest);
         }
-        e->deadline = apr_time_now() + keepalive_for(&passed->local);
+        e->deadline = apr_time_now()
+                      + (passed->keepalive_timeout > 0
+                         ? passed->keepalive_timeout
+                         : keepalive_for(&passed->local));
         list_add(&park.parked, e);
         park.ps->keep_alive = (apr_uint32_t)(park.parked.n
                                              + park.ready.n);

@@ -204,3 +204,39 @@ def test_burst_of_idle_clients_is_no_stall(httpd_factory, dispatch_user,
         for c in opened:
             c.close()
         h.kill_all()
+
+
+VHOST_KEEPALIVE = CONF.replace(
+    "    AssignUserID pcalice pcalice\n",
+    "    AssignUserID pcalice pcalice\n    KeepAliveTimeout 6\n").replace(
+    "    AssignUserID pcbob pcbob\n",
+    "    AssignUserID pcbob pcbob\n    KeepAliveTimeout 1\n")
+
+
+def test_wait_for_next_request_is_the_served_vhosts_keepalive(
+        httpd_factory, dispatch_user, users):
+    """As under worker, the wait for a connection's next request lasts the
+    KeepAliveTimeout of the vhost of the request just served, not the
+    address's first vhost's (4 s here): the tenant's child says it in the
+    record that gives the connection back to the dispatch pool."""
+    gen = serve(httpd_factory, "vhostka", VHOST_KEEPALIVE)
+    h = next(gen)
+    try:
+        port = h.port("shared")
+        with RawConnection(port, timeout=10) as c:
+            r = c.request(raw_request("GET", ID, "b.test"))
+            assert r.ident.get("uid") == str(users["pcbob"].uid), r
+            assert not c.closed_by_server(wait=0.5), "closed at once"
+            # b.test's 1 s, not 4 s.
+            assert c.closed_by_server(wait=2.0), "b.test's 1 s ignored"
+        with RawConnection(port, timeout=10) as c:
+            r = c.request(raw_request("GET", ID, "a.test"))
+            assert r.ident.get("uid") == str(users["pcalice"].uid), r
+            # a.test's 6 s, not 4 s: still open after 4.5 s.
+            time.sleep(4.5)
+            r = c.request(raw_request("GET", ID, "b.test"))
+            assert r.status == 200, r
+            assert r.ident.get("uid") == str(users["pcbob"].uid), r
+    finally:
+        for _ in gen:
+            pass
