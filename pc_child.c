@@ -106,6 +106,7 @@ static struct {
     int ctl[2];                  /* self-pipe: reasons to stop */
     pid_t pid;                   /* this child (not a fork of it) */
     pid_t parent;                /* the parent that forked it */
+    ap_generation_t generation;  /* the generation it belongs to */
     apr_uint32_t conns_left;     /* MaxConnectionsPerChild countdown */
     int limit_conns;
     ap_pod_t *pod;
@@ -325,7 +326,9 @@ static void drop_channel(int chan)
     /* The last sending end also closes when the whole server goes away
      * (a restart whose configuration fails exits the parent, then every
      * child): nothing to tell then. */
-    int ending = child.may_exit || getppid() != child.parent;
+    int ending = child.may_exit || getppid() != child.parent
+                 || ap_scoreboard_image->global->running_generation
+                    != child.generation;
 
     ap_log_error(APLOG_MARK, ending ? APLOG_DEBUG : APLOG_ERR, EPIPE,
                  ap_server_conf,
@@ -821,6 +824,7 @@ static void setup_signals(void)
     apr_setup_signal_thread();
     child.pid = getpid();
     child.parent = getppid();
+    child.generation = pc_retained->mpm->my_generation;
     apr_signal(SIGTERM, ctl_signal);
     apr_signal(SIGPIPE, SIG_IGN);
     sigemptyset(&set);

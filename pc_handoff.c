@@ -108,7 +108,8 @@ typedef struct pc_preamble_t {
  * a request line that never came), with its ErrorDocument and logs. */
 #define PC_PRE_TIMED_OUT 0x2u
 /* Given back: the KeepAliveTimeout httpd set after the request just
- * served (its vhost's), in 10 ms units, bits 16-31; 0: not said. */
+ * served (its vhost's), in 10 ms units plus one, bits 16-31; 0: not
+ * said. */
 #define PC_PRE_KA_SHIFT 16
 #define PC_PRE_KA_MASK  0xffff0000u
 #define PC_PRE_KA_UNIT  apr_time_from_msec(10)
@@ -356,10 +357,41 @@ int pc_handoff_open_channels(apr_pool_t *pconf, server_rec *s)
     return OK;
 }
 
+/* The longest KeepAliveTimeout of any vhost (pc_handoff_child_init): a
+ * record (any tenant can write one) asks for no longer wait than the
+ * configuration allows. */
+static apr_interval_time_t longest_keepalive;
+
+static void find_longest_keepalive(void)
+{
+    server_rec *s;
+
+    longest_keepalive = 0;
+    for (s = ap_server_conf; s != NULL; s = s->next) {
+        if (s->keep_alive_timeout > longest_keepalive) {
+            longest_keepalive = s->keep_alive_timeout;
+        }
+    }
+}
+
+/* The wait a give-back record asks for, or -1 if it says none. */
+static apr_interval_time_t keepalive_said(apr_uint32_t flags)
+{
+    apr_uint32_t units = (flags & PC_PRE_KA_MASK) >> PC_PRE_KA_SHIFT;
+    apr_interval_time_t t;
+
+    if (units == 0) {
+        return -1;
+    }
+    t = (apr_interval_time_t)(units - 1) * PC_PRE_KA_UNIT;
+    return t < longest_keepalive ? t : longest_keepalive;
+}
+
 /* Does a child of 'pool' need to send to pool 'to'?  Only if one
- * listener reaches both; a tenant next to a dispatch pool only ever gives
+ * listener reaches both (or did in the generation before, see
+ * pc_pools_may_pass); a tenant next to a dispatch pool only ever gives
  * connections back to it. */
-static int needs_send_end(int pool, int to)
+static int needs_send_end(int pool, int to, int was_shared)
 {
     int d = pc_conf->dispatch_pool;
 
@@ -369,7 +401,7 @@ static int needs_send_end(int pool, int to)
     if (d >= 0) {
         return pool == d || to == d;
     }
-    return pc_pools_share_listener(pool, to);
+    return pc_pools_may_pass(pool, to, was_shared);
 }
 
 /* PC0301 at error level at most once a second per owner pool and
@@ -384,9 +416,10 @@ static apr_uint32_t *refusal_quiet;     /* per pool: refusals since */
  * read no other pool's channel. */
 void pc_handoff_child_init(int pool, int way)
 {
-    int i, w;
+    int i, w, was_shared = pc_pools_was_shared(pool);
 
     my_way = way;
+    find_longest_keepalive();
     refusal_msec = apr_pcalloc(pc_pconf, pc_conf->pools->nelts
                                            * sizeof(apr_uint32_t));
     refusal_quiet = apr_pcalloc(pc_pconf, pc_conf->pools->nelts
@@ -403,7 +436,7 @@ void pc_handoff_child_init(int pool, int way)
             /* -X: this process is also the parent, whose sending end
              * keeps its pool's channel open (closed, the channel would
              * read as shut down). */
-            if (!needs_send_end(pool, i) && chan_send[c] >= 0
+            if (!needs_send_end(pool, i, was_shared) && chan_send[c] >= 0
                 && !(pc_one_process && i == pool)) {
                 close(chan_send[c]);
                 chan_send[c] = -1;
@@ -564,32 +597,6 @@ apr_status_t pc_handoff_wrap(apr_socket_t **sock, pc_passed_t *passed,
     return rv;
 }
 
-/* The longest KeepAliveTimeout of any vhost: a record (any tenant can
- * write one) asks for no longer wait than the configuration allows. */
-static apr_interval_time_t longest_keepalive(void)
-{
-    static apr_interval_time_t longest = -1;
-    server_rec *s;
-
-    if (longest < 0) {
-        longest = 0;
-        for (s = ap_server_conf; s != NULL; s = s->next) {
-            if (s->keep_alive_timeout > longest) {
-                longest = s->keep_alive_timeout;
-            }
-        }
-    }
-    return longest;
-}
-
-static apr_interval_time_t keepalive_said(apr_uint32_t flags)
-{
-    apr_interval_time_t t = (apr_interval_time_t)
-        ((flags & PC_PRE_KA_MASK) >> PC_PRE_KA_SHIFT) * PC_PRE_KA_UNIT;
-
-    return t < longest_keepalive() ? t : longest_keepalive();
-}
-
 apr_status_t pc_handoff_receive(int chan, char *buf, pc_passed_t *out)
 {
     size_t len;
@@ -685,15 +692,17 @@ void pc_handoff_adopt(conn_rec *c, pc_passed_t *passed)
 }
 
 /* Stands in for the socket of a connection whose sender timed out: it
- * reads as a socket that stays silent, without the wait, which the
- * sender already had.  Its read ends only in a timeout, so nothing
- * sets it aside, splits or copies it. */
+ * reads as a socket whose wait has run out, which the sender's did.  Its
+ * read ends only in a timeout, so nothing sets it aside, splits or
+ * copies it.  Non-blocking reads time out too: mod_reqtimeout reads that
+ * way and, told "not yet", would wait on the real socket (or spin, once
+ * the client sends a byte the stand-in never gives). */
 static apr_status_t timed_out_read(apr_bucket *b, const char **str,
                                    apr_size_t *len, apr_read_type_e block)
 {
     *str = NULL;
     *len = 0;
-    return block == APR_NONBLOCK_READ ? APR_EAGAIN : APR_TIMEUP;
+    return APR_TIMEUP;
 }
 
 static const apr_bucket_type_t timed_out_type = {
@@ -908,10 +917,10 @@ static apr_uint32_t keepalive_bits(conn_rec *c)
     apr_int64_t units;
 
     if (apr_socket_timeout_get(ap_get_conn_socket(c), &t) != APR_SUCCESS
-        || t <= 0) {
+        || t < 0) {
         return 0;
     }
-    units = (t + PC_PRE_KA_UNIT - 1) / PC_PRE_KA_UNIT;
+    units = (t + PC_PRE_KA_UNIT - 1) / PC_PRE_KA_UNIT + 1;
     units = units > 0xffff ? 0xffff : units;
     return (apr_uint32_t)units << PC_PRE_KA_SHIFT;
 }
@@ -968,7 +977,7 @@ static void pre_read_request(request_rec *r, conn_rec *c)
          * back once the request line is read). */
         pcc->between = 0;
         apr_socket_timeout_set(ap_get_conn_socket(c),
-                               pcc->ka_timeout > 0 ? pcc->ka_timeout
+                               pcc->ka_timeout >= 0 ? pcc->ka_timeout
                                : c->base_server->keep_alive_timeout);
     }
     /* Not the first request of a connection just passed here: another
@@ -2318,10 +2327,12 @@ static int skip_log(request_rec *r)
      * answer, only this log line: the address's default vhost's, which
      * may be another pool's. */
     pcc = conn_state(r->connection);
-    if (r->status == HTTP_REQUEST_TIME_OUT && pc_my_pool >= 0
-        && pcc != NULL && pcc->recording && r->prev == NULL
-        && r->main == NULL && pass_early_error(r)) {
+    if (r->status == HTTP_REQUEST_TIME_OUT && r->method == NULL
+        && pc_my_pool >= 0 && pcc != NULL && pcc->recording
+        && r->prev == NULL && r->main == NULL && pass_early_error(r)) {
         pcc->recording = 0;
+        /* httpd counts no access for it (no end-of-request bucket). */
+        pcc->out_counted = 0;
         return DONE;
     }
     return DECLINED;

@@ -37,7 +37,7 @@ typedef struct pc_passed_t {
     apr_uint32_t pre_keepalives;    /* the record's preamble */
     apr_uint32_t pre_flags;
     apr_interval_time_t keepalive_timeout;  /* given back: to wait for
-                                             * the next request; 0: the
+                                             * the next request; -1: the
                                              * address's default */
     char *bytes;
     apr_size_t len;

@@ -437,7 +437,7 @@ int pc_park_offer(const pc_passed_t *passed)
             close_parked(oldest);
         }
         e->deadline = apr_time_now()
-                      + (passed->keepalive_timeout > 0
+                      + (passed->keepalive_timeout >= 0
                          ? passed->keepalive_timeout
                          : keepalive_for(&passed->local));
         list_add(&park.parked, e);

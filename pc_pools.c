@@ -1104,6 +1104,64 @@ static void heal_listener(server_rec *s, ap_listen_rec *lr)
     }
 }
 
+/* Does a shared listener reach 'pool', and also 'other' (-1: any)? */
+static int shared_taker(int pool, int other)
+{
+    int i;
+
+    for (i = 0; i < pc_conf->listeners->nelts; i++) {
+        const pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
+                                                 pc_listener_t);
+        if (pl->bucket == 0 && pl->owner < 0 && pl->takers[pool]
+            && (other < 0 || pl->takers[other])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+struct pc_ident_t {
+    uid_t uid;
+    gid_t gid;
+};
+
+/* Parent, once the listeners are mapped: this generation's identities
+ * become the previous one's. */
+static void remember_shared_takers(void)
+{
+    int i, n = 0, npools = pc_conf->pools->nelts;
+    struct pc_ident_t *cur = malloc((npools + 1) * sizeof(*cur));
+
+    if (cur == NULL) {
+        return;                   /* the allowance is only a courtesy */
+    }
+    for (i = 0; i < npools; i++) {
+        if (shared_taker(i, -1)) {
+            cur[n].uid = pc_pools_get(i)->uid;
+            cur[n++].gid = pc_pools_get(i)->gid;
+        }
+    }
+    free(pc_retained->shared_prev);
+    pc_retained->shared_prev = pc_retained->shared_cur;
+    pc_retained->nshared_prev = pc_retained->nshared_cur;
+    pc_retained->shared_cur = cur;
+    pc_retained->nshared_cur = n;
+}
+
+int pc_pools_was_shared(int pool)
+{
+    const pc_pool_t *pl = pc_pools_get(pool);
+    int i;
+
+    for (i = 0; i < pc_retained->nshared_prev; i++) {
+        if (pc_retained->shared_prev[i].uid == pl->uid
+            && pc_retained->shared_prev[i].gid == pl->gid) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Decides, for every listener, which pool's children accept it.  The
  * copies of a listener in other buckets follow the first: the bucket
  * lists are built in the same order. */
@@ -1143,6 +1201,7 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s)
                       && !strcasecmp(lr->protocol, "https");
         }
     }
+    remember_shared_takers();
     return OK;
 }
 
@@ -1217,17 +1276,8 @@ int pc_pools_accepts(int pool, const pc_listener_t *pl)
     return pool >= 0 && pool < pc_conf->pools->nelts && pl->takers[pool];
 }
 
-int pc_pools_share_listener(int pool, int other)
+int pc_pools_may_pass(int pool, int other, int was_shared)
 {
-    int i;
-
-    for (i = 0; i < pc_conf->listeners->nelts; i++) {
-        const pc_listener_t *pl = &APR_ARRAY_IDX(pc_conf->listeners, i,
-                                                 pc_listener_t);
-        if (pl->bucket == 0 && pl->owner < 0 && pl->takers[pool]
-            && pl->takers[other]) {
-            return 1;
-        }
-    }
-    return 0;
+    return shared_taker(pool, other)
+           || (was_shared && shared_taker(other, -1));
 }

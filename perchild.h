@@ -128,6 +128,11 @@ typedef struct pc_retained_t {
     int old_npools;
     uid_t *old_uids;
     gid_t *old_gids;
+    /* The identities of the pools that took a shared listener, in this
+     * generation and the one before (malloc'd; pc_pools.c): a child of
+     * the earlier one may pass a connection by its configuration. */
+    struct pc_ident_t *shared_cur, *shared_prev;
+    int nshared_cur, nshared_prev;
     struct pc_kid_t *kids;        /* parent: pc_slots.c */
     struct pc_podgen_t *pods;     /* parent: pc_pods.c, this generation's */
     struct pc_podgen_t *old_pods; /*   pipes and the previous one's */
@@ -199,9 +204,14 @@ int pc_pools_map_listeners(apr_pool_t *p, server_rec *s);
 pc_pool_t *pc_pools_get(int index);
 int pc_pools_pool_of_slot(int slot);
 int pc_pools_accepts(int pool, const pc_listener_t *pl);
-/* Can a connection reach both pools on one listener?  Then a child of
- * one may have to pass it to the other. */
-int pc_pools_share_listener(int pool, int other);
+/* Did the pool with 'pool''s identity take a shared listener in the
+ * generation before this one? */
+int pc_pools_was_shared(int pool);
+/* May a child of 'pool' have to pass a connection to 'other'?  If one
+ * listener reaches both; or if 'pool' took a shared listener in the
+ * generation before ('was_shared': the children of that generation pass
+ * by its configuration) and 'other' takes one now. */
+int pc_pools_may_pass(int pool, int other, int was_shared);
 int pc_pools_takes_bucket(int pool, int slot, int bucket);
 void pc_pools_close_buckets(void);
 void pc_pools_log_listeners(apr_pool_t *p);

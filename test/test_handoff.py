@@ -1907,13 +1907,20 @@ def test_head_error_answered_by_owner(errdocs, users, bad, status, owner):
 TIMEOUTS = VHOSTS.replace(
     "    AssignUserID pccarol pccarol\n",
     "    AssignUserID pccarol pccarol\n"
-    "    ErrorDocument 408 /err408.html\n") + "Timeout 2\n"
+    "    ErrorDocument 408 /err408.html\n")
 
 
-@pytest.fixture(scope="module")
-def timeouts(httpd_factory, module, users):
+# The core's Timeout, or mod_reqtimeout's (Debian enables it), which
+# reads without blocking and waits on the socket itself.
+@pytest.fixture(scope="module", params=["Timeout", "RequestReadTimeout"])
+def timeouts(httpd_factory, module, users, request):
     h = httpd_factory("timeouts")
-    h.write_config(TIMEOUTS, loglevel=loglevel(module))
+    if request.param == "Timeout":
+        h.write_config(TIMEOUTS + "Timeout 2\n", loglevel=loglevel(module))
+    else:
+        h.write_config(TIMEOUTS + "RequestReadTimeout header=2 body=2\n",
+                       loglevel=loglevel(module),
+                       extra_modules=("reqtimeout",))
     path = h.docroot("pccarol") / "err408.html"
     path.write_text("ERRDOC err408.html pccarol\n")
     os.chown(path, users["pccarol"].uid, users["pccarol"].gid)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pchelpers import http_get, serve
+from pchelpers import KeepAliveClient, http_get, pid_alive, serve, wait_until
 
 CONF = """
 ThreadsPerChild 4
@@ -79,3 +79,65 @@ def test_graceful_under_hand_off_load(srv, users):
             t.join(30)
     assert results["ok"] >= 100, results
     assert set(results) == {"ok"}, (dict(results), srv.error_log()[-3000:])
+
+
+MOVE_BEFORE = """
+ThreadsPerChild 4
+KeepAliveTimeout 15
+GracefulShutdownTimeout 20
+ChildPerUserID pcalice pcalice
+ChildPerUserID pcbob pcbob
+ChildPerUserID pccarol pccarol
+Listen 127.0.0.1:{port_shared}
+Listen 127.0.0.1:{port_own}
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName blog.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName shop.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_own}>
+    ServerName own.test
+    AssignUserID pccarol pccarol
+</VirtualHost>
+"""
+
+# shop.test moves to carol; alice keeps only a port of her own.
+MOVE_AFTER = MOVE_BEFORE.replace(
+    "    ServerName shop.test\n    AssignUserID pcalice pcalice",
+    "    ServerName shop.test\n    AssignUserID pccarol pccarol").replace(
+    "    ServerName own.test\n    AssignUserID pccarol pccarol",
+    "    ServerName own.test\n    AssignUserID pcalice pcalice")
+
+
+def test_vhost_moved_by_graceful_reaches_new_owner(httpd, users):
+    """A keep-alive connection held through a graceful restart by a child
+    of the old generation, which passes its next request by the old
+    configuration (shop.test: alice's).  alice's new child, whose pool now
+    has only a port of its own, passes it on to shop.test's new owner: it
+    keeps, for one generation, the channels a pool of the shared port had
+    (before, it had none and answered 503)."""
+    httpd.write_config(MOVE_BEFORE)
+    httpd.start()
+    port = httpd.port("shared")
+    k = KeepAliveClient(port, timeout=10)
+    try:
+        r = k.get("/cgi-bin/id.cgi", "blog.test")
+        assert r.status == 200 and int(r.ident["uid"]) == \
+            users["pcbob"].uid, r
+        httpd.write_config(MOVE_AFTER)
+        gen = httpd.graceful()
+        # Every pool's new child runs, and alice's old one is gone: a
+        # record on alice's channel reaches the new one.
+        old_alice = {pid for _, pid, g, pool in httpd.started()
+                     if g < gen and pool.startswith("pcalice")}
+        assert wait_until(lambda: not any(
+            pid_alive(p) for p in old_alice), 15), old_alice
+        r = k.get("/cgi-bin/id.cgi", "shop.test")
+        assert r.status == 200, (r, httpd.error_log()[-2000:])
+        assert int(r.ident["uid"]) == users["pccarol"].uid, r
+    finally:
+        k.close()
+    httpd.stop()
