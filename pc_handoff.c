@@ -1427,8 +1427,11 @@ static const char *send_failure(apr_status_t rv)
 
 /* A request httpd parsed here and then let go counted as an access of
  * this worker (the end of a request does that); its owner counts it
- * again when it serves it.  server-status should count it once. */
-static void uncount(conn_rec *c, pc_conn_t *pcc)
+ * again when it serves it.  server-status should count it once.  Taken
+ * back before the send (the owner may count it, and a server-status
+ * request may be the very one passed, before this thread runs again);
+ * given back if the send fails and the request is answered here. */
+static void uncount(conn_rec *c, pc_conn_t *pcc, int back)
 {
     worker_score *ws;
 
@@ -1437,7 +1440,12 @@ static void uncount(conn_rec *c, pc_conn_t *pcc)
         || (ws = ap_get_scoreboard_worker(c->sbh)) == NULL) {
         return;
     }
-    pcc->out_counted = 0;
+    if (back) {
+        ws->access_count++;
+        ws->my_access_count++;
+        ws->conn_count++;
+        return;
+    }
     if (ws->access_count > 0) {
         ws->access_count--;
     }
@@ -1477,6 +1485,7 @@ void pc_handoff_finish(conn_rec *c)
     }
     want = pc_pools_get(pcc->out_pool);
     apr_os_sock_get(&fd, sock);
+    uncount(c, pcc, 0);
     rv = pc_chan_send(send_end(pcc->out_pool, pcc->out_way), fd, pcc->hops + 1,
                       pcc->out, 4, PC_SEND_TIMEOUT_MS);
     pcc->out_pool = -1;
@@ -1484,9 +1493,11 @@ void pc_handoff_finish(conn_rec *c)
         ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c,
                       "PC0303: passed the connection to pool %s",
                       want->label);
-        uncount(c, pcc);
+        pcc->out_counted = 0;
         return;
     }
+    uncount(c, pcc, 1);
+    pcc->out_counted = 0;
     if (pcc->out_between) {
         ap_log_cerror(APLOG_MARK, APLOG_INFO, rv, c,
                       "PC0305: cannot give the connection back to the "
