@@ -329,22 +329,22 @@ static int header_block(const unsigned char *b, apr_size_t n,
 #define FRAME_SETTINGS 4
 #define FRAME_PING 6
 #define FRAME_WINDOW_UPDATE 8
-#define FRAME_LAST_KNOWN 9         /* CONTINUATION */
+#define FRAME_CONTINUATION 9
+#define FRAME_LAST_KNOWN FRAME_CONTINUATION
 #define FLAG_END_HEADERS 0x4
 #define FLAG_PADDED 0x8
 #define FLAG_PRIORITY 0x20
 /* Frames looked through before the first HEADERS. */
 #define MAX_FRAMES 16
 
-/* The first HEADERS frame's payload, its padding and priority removed. */
-static int headers_frame(const unsigned char *p, apr_size_t len, int flags,
-                         char host[PC_H2C_MAX + 1])
+/* The first HEADERS frame's header block fragment: its padding and
+ * priority removed.  Returns 0, or -1 if the frame is malformed. */
+static int headers_fragment(const unsigned char *p, apr_size_t len,
+                            int flags, const unsigned char **frag,
+                            apr_size_t *frag_len)
 {
     apr_size_t off = 0, pad = 0;
 
-    if (!(flags & FLAG_END_HEADERS)) {
-        return -1;             /* CONTINUATION follows: not looked at */
-    }
     if (flags & FLAG_PADDED) {
         if (len < 1) {
             return -1;
@@ -358,7 +358,58 @@ static int headers_frame(const unsigned char *p, apr_size_t len, int flags,
     if (off + pad > len) {
         return -1;
     }
-    return header_block(p + off, len - off - pad, host);
+    *frag = p + off;
+    *frag_len = len - off - pad;
+    return 0;
+}
+
+/* The first request's header block, which starts with the HEADERS frame
+ * whose payload is at 'pos' (of 'len' bytes): in that frame alone, or
+ * joined in 'scratch' with the CONTINUATION frames of the same stream
+ * that follow it, up to the one with END_HEADERS (RFC 9113, 6.10). */
+static int first_block(const unsigned char *b, apr_size_t n, apr_size_t pos,
+                       apr_size_t len, unsigned char *scratch,
+                       char host[PC_H2C_MAX + 1], apr_size_t *need)
+{
+    const unsigned char *frag;
+    apr_size_t frag_len, got;
+    int flags = b[pos - FRAME_HEADER_LEN + 4];
+    const unsigned char *stream = b + pos - FRAME_HEADER_LEN + 5;
+
+    if (headers_fragment(b + pos, len, flags, &frag, &frag_len) < 0) {
+        return -1;
+    }
+    if (flags & FLAG_END_HEADERS) {
+        return header_block(frag, frag_len, host);
+    }
+    memcpy(scratch, frag, frag_len);
+    got = frag_len;
+    pos += len;
+    for (;;) {
+        apr_size_t clen;
+
+        if (n < pos + FRAME_HEADER_LEN) {
+            *need = pos + FRAME_HEADER_LEN;
+            return 0;
+        }
+        clen = ((apr_size_t)b[pos] << 16) | ((apr_size_t)b[pos + 1] << 8)
+               | b[pos + 2];
+        if (b[pos + 3] != FRAME_CONTINUATION
+            || memcmp(b + pos + 5, stream, 4) != 0
+            || clen > FRAME_MAX_PAYLOAD) {
+            return -1;         /* a connection error for mod_http2 */
+        }
+        if (n - pos - FRAME_HEADER_LEN < clen) {
+            *need = pos + FRAME_HEADER_LEN + clen;
+            return 0;
+        }
+        memcpy(scratch + got, b + pos + FRAME_HEADER_LEN, clen);
+        got += clen;
+        if (b[pos + 4] & FLAG_END_HEADERS) {
+            return header_block(scratch, got, host);
+        }
+        pos += FRAME_HEADER_LEN + clen;
+    }
 }
 
 #define FLAG_ACK 0x1
@@ -385,7 +436,8 @@ long pc_h2c_settings_ack(const unsigned char *b, apr_size_t n,
 }
 
 int pc_h2c_parse(const unsigned char *b, apr_size_t n,
-                 char host[PC_H2C_MAX + 1], apr_size_t *need)
+                 unsigned char *scratch, char host[PC_H2C_MAX + 1],
+                 apr_size_t *need)
 {
     apr_size_t pos = PC_H2C_PREFACE_LEN;
     int frames;
@@ -396,7 +448,7 @@ int pc_h2c_parse(const unsigned char *b, apr_size_t n,
     for (frames = 0; frames < MAX_FRAMES; frames++) {
         apr_size_t len;
         unsigned long stream;
-        int type, flags;
+        int type;
 
         if (n < pos + FRAME_HEADER_LEN) {
             *need = pos + FRAME_HEADER_LEN;
@@ -405,7 +457,6 @@ int pc_h2c_parse(const unsigned char *b, apr_size_t n,
         len = ((apr_size_t)b[pos] << 16) | ((apr_size_t)b[pos + 1] << 8)
               | b[pos + 2];
         type = b[pos + 3];
-        flags = b[pos + 4];
         stream = (((unsigned long)b[pos + 5] & 0x7f) << 24)
                  | ((unsigned long)b[pos + 6] << 16)
                  | ((unsigned long)b[pos + 7] << 8) | b[pos + 8];
@@ -422,7 +473,7 @@ int pc_h2c_parse(const unsigned char *b, apr_size_t n,
             if (stream == 0) {
                 return -1;
             }
-            return headers_frame(b + pos, len, flags, host);
+            return first_block(b, n, pos, len, scratch, host, need);
         case FRAME_PRIORITY:
         case FRAME_SETTINGS:
         case FRAME_PING:

@@ -1957,32 +1957,46 @@ static int leave_before_start(conn_rec *c, pc_conn_t *pcc, const char *name,
 }
 
 /* The most of a connection's first bytes looked at for a ClientHello:
- * a PROXY header (v2 with TLVs) and one whole TLS record. */
+ * a PROXY header (v2 with TLVs) and one whole TLS record, which holds
+ * any ClientHello of today's clients; a buffer of that size is taken
+ * for each new TLS connection.  A ClientHello spread over several
+ * records (one larger than a record, or split by the client or on the
+ * way) gets the larger one, up to 64 KiB of records. */
 #define PC_SNI_PEEK (536 + 5 + 16384)
+#define PC_SNI_PEEK_MAX (536 + 65536)
 
-/* Waits until the core's read-ahead holds the whole TLS record that
- * starts 'skip' bytes in (a ClientHello can come in several TCP
- * segments: post-quantum key shares make it larger than one); returns
- * how many bytes of it 'buf' holds. */
-static apr_size_t peek_tls_record(ap_filter_t *f, apr_bucket_brigade *bb,
-                                  char *buf, apr_size_t skip, apr_size_t len,
-                                  look_t *lk)
+/* Waits until the core's read-ahead holds the whole ClientHello that
+ * starts 'skip' bytes in, in as many TLS records as it came in (and as
+ * many TCP segments: post-quantum key shares make one record larger than
+ * a segment); returns how many bytes pcc->peek_tls holds. */
+static apr_size_t peek_tls_hello(ap_filter_t *f, pc_conn_t *pcc,
+                                 apr_size_t skip, apr_size_t len,
+                                 look_t *lk, apr_size_t *cap)
 {
     apr_size_t need;
 
-    if ((unsigned char)buf[skip] != 22) {
-        return len;               /* not a handshake record */
-    }
-    if (len < skip + 5) {
-        /* Even the record's header came in pieces. */
-        len = peek_until(f, bb, buf, PC_SNI_PEEK, len, skip + 5, lk);
-        if (len < skip + 5) {
-            return len;
+    while ((need = pc_sni_need((const unsigned char *)pcc->peek_tls + skip,
+                               len - skip)) > 0) {
+        need += skip;
+        if (need > *cap) {
+            if (need > PC_SNI_PEEK_MAX || *cap == PC_SNI_PEEK_MAX) {
+                break;            /* no ClientHello that size is kept */
+            }
+            *cap = PC_SNI_PEEK_MAX;
+            pcc->peek_tls = apr_palloc(f->c->pool, *cap);
+            len = peek_head(f->c, pcc->peek_tls, *cap);
+        }
+        if (len < need) {
+            apr_size_t before = len;
+
+            len = peek_until(f, pcc->peek, pcc->peek_tls, *cap, len, need,
+                             lk);
+            if (len < need || len == before) {
+                break;            /* no more in time */
+            }
         }
     }
-    need = skip + 5 + (((unsigned char)buf[skip + 3] << 8)
-                       | (unsigned char)buf[skip + 4]);
-    return peek_until(f, bb, buf, PC_SNI_PEEK, len, need, lk);
+    return len;
 }
 
 /* Called at the first read of a TLS connection accepted here, under
@@ -1999,7 +2013,7 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
 {
     conn_rec *c = f->c;
     char name[PC_SNI_MAX + 1];
-    apr_size_t len, skip;
+    apr_size_t len, skip, cap = PC_SNI_PEEK;
     look_t lk;
     int owner;
 
@@ -2008,9 +2022,9 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
     if (len == 0) {
         return 0;
     }
-    len = peek_tls_record(f, pcc->peek, pcc->peek_tls, skip, len, &lk);
+    len = peek_tls_hello(f, pcc, skip, len, &lk, &cap);
     if (pc_sni_parse((const unsigned char *)pcc->peek_tls + skip, len - skip,
-                     name) < 0) {
+                     apr_palloc(c->pool, len - skip), name) < 0) {
         return 0;
     }
     if ((owner = leave_before_start(c, pcc, name, "TLS")) < 0) {
@@ -2027,6 +2041,9 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
  * HTTP/2 start: a PROXY header, the preface, a SETTINGS and a
  * WINDOW_UPDATE frame, and a first HEADERS frame of up to 16 KiB. */
 #define PC_H2C_PEEK (536 + PC_H2C_PREFACE_LEN + 2 * 64 + 9 + 16384)
+/* ... and with a first header block that goes on in CONTINUATION
+ * frames (large cookies, say). */
+#define PC_H2C_PEEK_MAX (536 + 65536)
 
 /* How long the look waits for a client's next frame when all it sent
  * so far are whole frames (see h2c_first_host). */
@@ -2078,21 +2095,35 @@ static void drop_settings_ack(pc_conn_t *pcc, apr_size_t at)
     ra->iov_len -= PC_H2C_FRAME_HEADER_LEN;
 }
 
+typedef struct h2c_peek_t {
+    char *buf;               /* the connection's first bytes, as read */
+    apr_size_t cap;          /* PC_H2C_PEEK, or PC_H2C_PEEK_MAX */
+    unsigned char *scratch;  /* (cap bytes) a header block, joined */
+} h2c_peek_t;
+
+static void h2c_peek_alloc(conn_rec *c, h2c_peek_t *pk, apr_size_t cap)
+{
+    pk->cap = cap;
+    pk->buf = apr_palloc(c->pool, cap);
+    pk->scratch = apr_palloc(c->pool, cap);
+}
+
 /* The host the connection's first HTTP/2 request asks for, waiting for
  * the frames that carry it.  Returns 1 and 'host' if it is there.  Until
  * the whole preface is there, each wait is for one more segment and the
  * bytes are looked at again after it: a client that only started like
  * HTTP/2 ("P" of "POST") is let go as soon as it differs. */
-static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, char *buf,
+static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, h2c_peek_t *pk,
                           apr_size_t skip, apr_size_t *lenp, look_t *lk,
                           char *host)
 {
     apr_size_t len = *lenp;
+    char *buf = pk->buf;
 
     for (;;) {
         apr_size_t need = 0, had = len;
         int rv = pc_h2c_parse((const unsigned char *)buf + skip, len - skip,
-                              host, &need);
+                              pk->scratch, host, &need);
 
         *lenp = len;
         if (rv != 0) {
@@ -2100,6 +2131,16 @@ static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, char *buf,
         }
         if (len - skip < PC_H2C_PREFACE_LEN) {
             need = len - skip + 1;
+        }
+        if (skip + need > pk->cap) {
+            /* A first header block in CONTINUATION frames. */
+            if (skip + need > PC_H2C_PEEK_MAX || pk->cap == PC_H2C_PEEK_MAX) {
+                return 0;
+            }
+            h2c_peek_alloc(f->c, pk, PC_H2C_PEEK_MAX);
+            buf = pk->buf;
+            len = peek_head(f->c, buf, pk->cap);
+            continue;             /* what the core had may be all of it */
         }
         if (need == len - skip + PC_H2C_FRAME_HEADER_LEN
             && pcc->h2c_settings_at == 0) {
@@ -2114,7 +2155,7 @@ static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, char *buf,
             if (brief.deadline > soon) {
                 brief.deadline = soon;
             }
-            len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len,
+            len = peek_until(f, pcc->peek, buf, pk->cap, len,
                              skip + need, &brief);
             lk->reads = brief.reads;
             if (len <= had && send_server_preface(f->c)) {
@@ -2123,7 +2164,7 @@ static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, char *buf,
             }
         }
         else {
-            len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len,
+            len = peek_until(f, pcc->peek, buf, pk->cap, len,
                              skip + need, lk);
         }
         if (len <= had) {
@@ -2149,7 +2190,7 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
     char first_buf[536 + PC_H2C_PREFACE_LEN];
     char *first = first_buf;
     char host[PC_H2C_MAX + 1];
-    char *buf;
+    h2c_peek_t pk;
     apr_size_t len, skip;
     look_t lk;
     long ack = -1;
@@ -2160,13 +2201,13 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
     if (len == 0 || !looks_h2c(first, len, skip)) {
         return 0;                 /* HTTP/1.x: decided per request */
     }
-    buf = apr_palloc(c->pool, PC_H2C_PEEK);
-    len = peek_head(c, buf, PC_H2C_PEEK);
-    if (!h2c_first_host(f, pcc, buf, skip, &len, &lk, host)) {
+    h2c_peek_alloc(c, &pk, PC_H2C_PEEK);
+    len = peek_head(c, pk.buf, pk.cap);
+    if (!h2c_first_host(f, pcc, &pk, skip, &len, &lk, host)) {
         return 0;
     }
     while (pcc->h2c_settings_at > 0
-           && (ack = pc_h2c_settings_ack((const unsigned char *)buf + skip,
+           && (ack = pc_h2c_settings_ack((const unsigned char *)pk.buf + skip,
                                          len - skip, pcc->h2c_settings_at))
               < 0) {
         /* The client's ACK of our SETTINGS must be in what goes; it may
@@ -2174,7 +2215,7 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
          * SETTINGS), and it must come at once (RFC 9113, 6.5.3). */
         apr_size_t had = len;
 
-        len = peek_until(f, pcc->peek, buf, PC_H2C_PEEK, len, len + 1, &lk);
+        len = peek_until(f, pcc->peek, pk.buf, pk.cap, len, len + 1, &lk);
         if (len <= had) {
             return 0;
         }

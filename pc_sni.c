@@ -103,18 +103,77 @@ static int host_name(cur_t ext, char name[PC_SNI_MAX + 1])
     return 0;
 }
 
-int pc_sni_parse(const unsigned char *b, apr_size_t n,
-                 char name[PC_SNI_MAX + 1])
+/* Walks the handshake records at the start of 'b', joining their
+ * fragments into 'out' (when not NULL).  Returns the bytes joined;
+ * *next is where the records stopped: the first byte not consumed, or
+ * the end of the record (or record header) cut short; *whole says
+ * whether the first handshake message is all there. */
+static apr_size_t join_records(const unsigned char *b, apr_size_t n,
+                               unsigned char *out, apr_size_t *next,
+                               int *whole)
 {
-    cur_t rec = { b, n };
+    apr_size_t at = 0, got = 0, want = 0;
+    unsigned char head[4];
+
+    *whole = 0;
+    for (;;) {
+        apr_size_t rl, i;
+
+        *next = at + 5;
+        if (n < at + 5) {
+            return got;           /* the record header is cut short */
+        }
+        if (b[at] != 22 || (b[at + 1]) != 3) {
+            *next = 0;
+            return got;           /* not (or no longer) a handshake */
+        }
+        rl = ((apr_size_t)b[at + 3] << 8) | b[at + 4];
+        *next = at + 5 + rl;
+        if (n < at + 5 + rl) {
+            return got;
+        }
+        for (i = 0; i < rl; i++, got++) {
+            if (got < 4) {
+                head[got] = b[at + 5 + i];
+            }
+            if (out != NULL) {
+                out[got] = b[at + 5 + i];
+            }
+        }
+        at += 5 + rl;
+        if (got >= 4) {
+            want = 4 + (((apr_size_t)head[1] << 16)
+                        | ((apr_size_t)head[2] << 8) | head[3]);
+            if (got >= want) {
+                *whole = 1;
+                *next = 0;
+                return got;
+            }
+        }
+    }
+}
+
+apr_size_t pc_sni_need(const unsigned char *b, apr_size_t n)
+{
+    apr_size_t next;
+    int whole;
+
+    join_records(b, n, NULL, &next, &whole);
+    return next;
+}
+
+int pc_sni_parse(const unsigned char *b, apr_size_t n,
+                 unsigned char *scratch, char name[PC_SNI_MAX + 1])
+{
     cur_t msg, body, skip, exts, ext;
-    apr_size_t type, version, len;
+    apr_size_t type, len, next;
+    int whole;
 
     name[0] = '\0';
-    /* One handshake record holding the whole ClientHello. */
-    if (!number(&rec, 1, &type) || type != 22
-        || !number(&rec, 2, &version) || (version >> 8) != 3
-        || !vector(&rec, 2, &msg)) {
+    /* The ClientHello, joined from the handshake records it came in. */
+    msg.p = scratch;
+    msg.left = join_records(b, n, scratch, &next, &whole);
+    if (!whole) {
         return -1;
     }
     if (!number(&msg, 1, &type) || type != 1 || !number(&msg, 3, &len)

@@ -26,11 +26,19 @@
 
 /* Looks at the first bytes 'b' (n of them) of a connection.  Returns 1
  * and the server name in 'name' (NUL-terminated) if they hold a whole
- * TLS ClientHello record with a host_name; 0 if they hold a whole
+ * TLS ClientHello with a host_name, in one handshake record or spread
+ * over several (a client may split it anywhere); 0 if they hold a whole
  * ClientHello without one (name ""); -1 if they are not a ClientHello
- * or not all of it has arrived in one record. */
+ * or not all of it has arrived.  'scratch' (n bytes) takes the joined
+ * message. */
 int pc_sni_parse(const unsigned char *b, apr_size_t n,
-                 char name[PC_SNI_MAX + 1]);
+                 unsigned char *scratch, char name[PC_SNI_MAX + 1]);
+
+/* How much of 'b' (n bytes) the handshake records at its start need to
+ * hold their whole first handshake message: *need (the end of the next
+ * record header or record to read), or 0 when the message is complete
+ * or 'b' does not start that way (no more bytes would help). */
+apr_size_t pc_sni_need(const unsigned char *b, apr_size_t n);
 
 /* The vhost mod_ssl picks for 'name' (one trailing dot dropped, as
  * httpd drops it from a Host) on connection 'c': its first ServerName,

@@ -11,14 +11,15 @@ import h2.events
 
 
 def h2_requests(port, hosts, prefix=b"", cuts=(), pause=0.3,
-                path="/cgi-bin/id.cgi"):
+                path="/cgi-bin/id.cgi", extra=()):
     """One HTTP/2 connection with prior knowledge; one GET per host in
     'hosts', each sent after the answer to the one before.  'prefix' goes
     in front of the connection's first bytes (a PROXY header); the first
     bytes (preface, SETTINGS and the first request) are written in pieces
     cut at the offsets 'cuts', 'pause' seconds apart; a cut "request"
     stands for the offset where the first request's frame begins.
-    Returns a (status, body) per host."""
+    'extra' headers go with every request.  Returns a (status, body) per
+    host."""
     conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
         client_side=True, header_encoding="utf-8"))
     conn.initiate_connection()
@@ -30,8 +31,8 @@ def h2_requests(port, hosts, prefix=b"", cuts=(), pause=0.3,
             conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
                                     (":authority", "%s:%d" % (host, port)),
                                     (":path", path),
-                                    ("user-agent", "perchild-test")],
-                              end_stream=True)
+                                    ("user-agent", "perchild-test")]
+                              + list(extra), end_stream=True)
             data = conn.data_to_send()
             if i == 0:
                 data = prefix + start_bytes + data

@@ -154,6 +154,20 @@ def test_h2c_start_in_pieces_served_by_owner(h2c, users, cuts):
             assert uid_of(got[0][1]) == users[owner].uid, (host, got)
 
 
+def test_h2c_first_header_block_in_continuation_frames(h2c, users):
+    """A first request whose header block is larger than a frame (big
+    cookies, say: here 24 KiB) comes as HEADERS and CONTINUATION frames:
+    the look joins them, and the connection still goes to its host's
+    pool before the session starts (before, the accepting child ran the
+    session and answered 421)."""
+    port = h2c.port("h2c")
+    cookies = [("x-big-%d" % i, "x" * 6000) for i in range(4)]
+    for host, owner in OWNER.items():
+        got = h2_requests(port, [host], extra=cookies)
+        assert got[0][0] == 200, (host, got, h2c.error_log()[-2000:])
+        assert uid_of(got[0][1]) == users[owner].uid, (host, got)
+
+
 def test_http1_starting_like_preface_not_held(h2c, users):
     """A plain HTTP request whose first byte ("P" of POST) came alone
     could still be HTTP/2's preface ("PRI ..."): the look waits for the

@@ -214,9 +214,22 @@ def test_h2_stream_for_other_pool_misdirected(tls, users):
     assert "uid=" not in body, body
 
 
-def split_hello_request(port, host, cut=40, pause=0.3):
+def reframe(hello, first, rest):
+    """The ClientHello record 'hello' as several TLS records: fragments
+    of 'first' bytes, then of 'rest' bytes each (a client may split its
+    ClientHello so, and so may anything on the way)."""
+    body, out, size = hello[5:], b"", first
+    while body:
+        piece, body = body[:size], body[size:]
+        out += hello[:3] + len(piece).to_bytes(2, "big") + piece
+        size = rest
+    return out
+
+
+def split_hello_request(port, host, cut=40, pause=0.3, records=None):
     """One HTTPS request whose ClientHello is sent in two writes, 'pause'
-    seconds apart (as a large one can arrive in two TCP segments):
+    seconds apart (as a large one can arrive in two TCP segments), and
+    in several TLS records if 'records' = (first, rest) sizes are given:
     (status, body)."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -229,6 +242,8 @@ def split_hello_request(port, host, cut=40, pause=0.3):
         except ssl.SSLWantReadError:
             pass
         hello = out.read()
+        if records:
+            hello = reframe(hello, *records)
         sock.sendall(hello[:cut])
         time.sleep(pause)
         sock.sendall(hello[cut:])
@@ -280,6 +295,22 @@ def test_tls_split_client_hello_served_by_owner(tls, users, cut):
             assert status == 200, (host, status, body,
                                    tls.error_log()[-2000:])
             assert "uid=%d\n" % users[owner].uid in body, (host, body)
+
+
+@pytest.mark.parametrize("records", [(40, 16384), (1, 1), (7, 50)])
+def test_tls_client_hello_in_several_records_served_by_owner(tls, users,
+                                                             records):
+    """A ClientHello split into several TLS records (one over 16 KiB
+    must be; a client or anything on the way may split a small one too):
+    the connection still goes to its server name's pool before the
+    handshake, rather than the accepting child doing the handshake and
+    answering 421."""
+    port = tls.port("tls")
+    for host, owner in OWNER.items():
+        status, body = split_hello_request(port, host, cut=200,
+                                           records=records)
+        assert status == 200, (host, status, body, tls.error_log()[-2000:])
+        assert "uid=%d\n" % users[owner].uid in body, (host, body)
 
 
 def test_trickled_client_hello_within_handshake_limit(tls):

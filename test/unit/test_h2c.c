@@ -193,12 +193,49 @@ static int parse(const buf_t *o, size_t n, char *host, size_t *need)
 {
     /* A copy of exactly n bytes: reading past it is valgrind's to see. */
     unsigned char *copy = malloc(n ? n : 1);
+    unsigned char *scratch = malloc(n ? n : 1);
     int rv;
 
     memcpy(copy, o->b, n);
-    rv = pc_h2c_parse(copy, n, host, need);
+    rv = pc_h2c_parse(copy, n, scratch, host, need);
     free(copy);
+    free(scratch);
     return rv;
+}
+
+/* start() with the HEADERS frame's header block cut at 'at': HEADERS
+ * without END_HEADERS, then CONTINUATION frames of 'piece' bytes each
+ * on stream 'stream', the last with END_HEADERS. */
+static void start_continued(buf_t *o, const buf_t *block, size_t at,
+                            size_t piece, unsigned long stream)
+{
+    buf_t whole, p;
+    size_t hdr, len, pos;
+
+    start(&whole, block, 0x4);
+    hdr = whole.n;                 /* find the HEADERS frame: the last */
+    len = 0;
+    for (pos = PC_H2C_PREFACE_LEN; pos < whole.n; pos += 9 + len) {
+        len = ((size_t)whole.b[pos] << 16) | ((size_t)whole.b[pos + 1] << 8)
+              | whole.b[pos + 2];
+        if (whole.b[pos + 3] == 1) {
+            hdr = pos;
+        }
+    }
+    len = ((size_t)whole.b[hdr] << 16) | ((size_t)whole.b[hdr + 1] << 8)
+          | whole.b[hdr + 2];
+    o->n = 0;
+    put(o, whole.b, hdr);
+    p.n = 0;
+    put(&p, whole.b + hdr + 9, at);
+    frame(o, 1, 0, 1, &p);
+    for (pos = at; pos < len; pos += piece) {
+        size_t k = len - pos < piece ? len - pos : piece;
+
+        p.n = 0;
+        put(&p, whole.b + hdr + 9 + pos, k);
+        frame(o, 9, pos + k == len ? 0x4 : 0, stream, &p);
+    }
 }
 
 static int host_is(const buf_t *block, int flags, const char *want)
@@ -339,7 +376,54 @@ static void host_cases(void)
 
     blk.n = 0;
     field(&blk, 1, NULL, "b.test", 1);
-    expect("no END_HEADERS: given up", gives_up(&blk, 0));
+    {
+        buf_t o;
+        char host[PC_H2C_MAX + 1];
+        size_t need = 0, at, cut;
+        int all = 1;
+
+        start(&o, &blk, 0);
+        expect("no END_HEADERS yet: wait for the next frame",
+               parse(&o, o.n, host, &need) == 0 && need == o.n + 9);
+        for (at = 0; at < 20; at++) {
+            start_continued(&o, &blk, at, 1000, 1);
+            if (parse(&o, o.n, host, &need) != 1
+                || strcmp(host, "b.test") != 0) {
+                all = 0;
+            }
+        }
+        expect("header block in HEADERS + CONTINUATION: host found", all);
+        start_continued(&o, &blk, 1, 1, 1);
+        expect("header block in one-byte CONTINUATION frames: host found",
+               parse(&o, o.n, host, &need) == 1
+               && strcmp(host, "b.test") == 0);
+        all = 1;
+        for (cut = 0; cut < o.n; cut++) {
+            need = 0;
+            if (parse(&o, cut, host, &need) != 0 || need <= cut
+                || need > o.n) {
+                all = 0;
+            }
+        }
+        expect("every cut of a continued block: wait, for more bytes", all);
+        start_continued(&o, &blk, 3, 1000, 3);
+        expect("CONTINUATION of another stream: given up",
+               parse(&o, o.n, host, &need) == -1);
+        start_continued(&o, &blk, 3, 1000, 1);
+        {
+            buf_t bad = o;
+            size_t last = 0, len = 0, pos;
+
+            for (pos = PC_H2C_PREFACE_LEN; pos < bad.n; pos += 9 + len) {
+                len = ((size_t)bad.b[pos] << 16)
+                      | ((size_t)bad.b[pos + 1] << 8) | bad.b[pos + 2];
+                last = pos;
+            }
+            bad.b[last + 3] = 0;                       /* DATA, not CONT. */
+            expect("another frame where CONTINUATION must come: given up",
+                   parse(&bad, bad.n, host, &need) == -1);
+        }
+    }
     for (i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
         blk.n = 0;
         field(&blk, 1, NULL, bad_hosts[i].value, 0);

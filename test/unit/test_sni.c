@@ -96,12 +96,35 @@ static int parse(const buf_t *o, size_t n, char *name)
 {
     /* A copy of exactly n bytes: reading past it is valgrind's to see. */
     unsigned char *copy = malloc(n ? n : 1);
+    unsigned char *scratch = malloc(n ? n : 1);
     int rv;
 
     memcpy(copy, o->b, n);
-    rv = pc_sni_parse(copy, n, name);
+    rv = pc_sni_parse(copy, n, scratch, name);
     free(copy);
+    free(scratch);
     return rv;
+}
+
+/* The ClientHello of one record 'in' sent again in records whose
+ * fragments are 'first' bytes, then 'rest' bytes each (as a client, or
+ * anyone on the way, may split it). */
+static void reframe(buf_t *out, const buf_t *in, size_t first, size_t rest)
+{
+    size_t at = 5, left = in->n - 5;
+
+    out->n = 0;
+    while (left > 0) {
+        size_t k = out->n == 0 ? first : rest;
+
+        k = k < left ? k : left;
+        put_n(out, 22, 1);
+        put_n(out, 0x0301, 2);
+        put_n(out, k, 2);
+        put(out, in->b + at, k);
+        at += k;
+        left -= k;
+    }
 }
 
 int main(void)
@@ -141,8 +164,49 @@ int main(void)
     o.b[1] = 2;
     expect("not TLS/SSL 3 framing", parse(&o, o.n, name) == -1);
     hello(&o, "b.test", 0);
-    o.b[6] = 0x7f;                 /* handshake longer than its record */
-    expect("hello split over records", parse(&o, o.n, name) == -1);
+    o.b[6] = 0x7f;                 /* handshake longer than its records */
+    expect("handshake longer than what came", parse(&o, o.n, name) == -1);
+    expect("... and the next record's header wanted",
+           pc_sni_need(o.b, o.n) == o.n + 5);
+
+    {
+        buf_t one, split;
+        size_t at;
+
+        hello(&one, "b.test", 300);
+        expect("one whole record: nothing more wanted",
+               pc_sni_need(one.b, one.n) == 0);
+        all = 1;
+        for (at = 1; at < one.n - 5; at++) {
+            reframe(&split, &one, at, 16384);
+            if (parse(&split, split.n, name) != 1
+                || strcmp(name, "b.test") != 0
+                || pc_sni_need(split.b, split.n) != 0) {
+                all = 0;
+            }
+        }
+        expect("hello split in two records anywhere: name found", all);
+        reframe(&split, &one, 1, 1);
+        expect("hello in one-byte records: name found",
+               parse(&split, split.n, name) == 1
+               && strcmp(name, "b.test") == 0);
+        all = 1;
+        for (cut = 0; cut < split.n; cut++) {
+            size_t need = pc_sni_need(split.b, cut);
+
+            if (parse(&split, cut, name) != -1 || need <= cut
+                || need > split.n) {
+                all = 0;
+            }
+        }
+        expect("every cut of the split hello: not all there, more wanted",
+               all);
+        reframe(&split, &one, 40, 16384);
+        split.b[40 + 5] = 23;      /* the second record is not handshake */
+        expect("hello continued in another record type: not a hello",
+               parse(&split, split.n, name) == -1
+               && pc_sni_need(split.b, split.n) == 0);
+    }
     hello(&o, "b/../x", 0);
     expect("odd characters in the name", parse(&o, o.n, name) == -1);
 
