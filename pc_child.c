@@ -922,6 +922,11 @@ static void init_child(int slot, int pool)
     }
 }
 
+int pc_child_leaving(void)
+{
+    return child.may_exit;
+}
+
 void pc_child_main(int slot, int pool)
 {
     apr_thread_t **threads;

@@ -390,13 +390,15 @@ static apr_interval_time_t keepalive_said(apr_uint32_t flags)
 /* Does a child of 'pool' need to send to pool 'to'?  Only if one
  * listener reaches both (or did in the generation before, see
  * pc_pools_may_pass); a tenant next to a dispatch pool only ever gives
- * connections back to it. */
+ * connections back to it.  Its own pool's: once told to stop, a child
+ * leaves what it can no longer place to its successors (see
+ * to_successors). */
 static int needs_send_end(int pool, int to, int was_shared)
 {
     int d = pc_conf->dispatch_pool;
 
     if (to == pool) {
-        return 0;
+        return 1;
     }
     if (d >= 0) {
         return pool == d || to == d;
@@ -433,11 +435,7 @@ void pc_handoff_child_init(int pool, int way)
                 close(chan_recv[c]);
                 chan_recv[c] = -1;
             }
-            /* -X: this process is also the parent, whose sending end
-             * keeps its pool's channel open (closed, the channel would
-             * read as shut down). */
-            if (!needs_send_end(pool, i, was_shared) && chan_send[c] >= 0
-                && !(pc_one_process && i == pool)) {
+            if (!needs_send_end(pool, i, was_shared) && chan_send[c] >= 0) {
                 close(chan_send[c]);
                 chan_send[c] = -1;
             }
@@ -1641,6 +1639,34 @@ static int answer_misdirected(request_rec *r, int lookup)
     return OK;
 }
 
+/* A child of an earlier generation, told to stop, read a request for
+ * a pool that is down: after a graceful restart that removed that pool
+ * (or gave its vhost to another), which only the new configuration
+ * knows.  The successors of this child's own pool decide, by that
+ * configuration, rather than the client getting a 503.  Returns the
+ * pool to send to, or -1. */
+static int to_successors(request_rec *r, pc_conn_t *pcc, int owner)
+{
+    int way;
+
+    if (!pc_child_leaving() || pc_my_pool < 0 || owner == pc_my_pool
+        || pc_one_process || pc_my_pool >= num_chans
+        || send_end(pc_my_pool, 0) < 0) {
+        return -1;
+    }
+    way = send_way(pc_my_pool, pcc);
+    if (!pool_can_take(pc_my_pool, way)) {
+        return -1;
+    }
+    pcc->out_way = way;
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                  "PC0325: request for vhost %s of pool %s, which is down: "
+                  "left to this pool's new children, whose configuration "
+                  "decides", r->server->server_hostname,
+                  pc_pools_label(pc_pools_get(owner)));
+    return pc_my_pool;
+}
+
 static int pass_on(request_rec *r, int owner)
 {
     pc_conn_t *pcc = conn_state(r->connection);
@@ -1667,7 +1693,8 @@ static int pass_on(request_rec *r, int owner)
         return refuse(r, want, "it was passed on too often");
     }
     pcc->out_way = send_way(owner, pcc);
-    if (!pool_can_take(owner, pcc->out_way)) {
+    if (!pool_can_take(owner, pcc->out_way)
+        && (owner = to_successors(r, pcc, owner)) < 0) {
         return refuse(r, want, "the owner pool is down or overloaded");
     }
     rv = prepare_record(r->connection, pcc, owner, 0);

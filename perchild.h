@@ -240,6 +240,9 @@ void pc_slots_publish(void);
 
 /* pc_child.c */
 void pc_child_main(int slot, int pool) __attribute__((noreturn));
+/* Has this child been told to stop (it takes no more connections or
+ * records, and finishes the ones it has)? */
+int pc_child_leaving(void);
 
 /* pc_handoff.c */
 void pc_handoff_register_hooks(apr_pool_t *p);

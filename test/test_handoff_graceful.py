@@ -3,12 +3,14 @@ request is refused or lost (regression: the old generation's channels
 died with it, giving 503s and dropped connections during a restart)."""
 
 import collections
+import pwd
 import threading
 import time
 
 import pytest
 
-from pchelpers import KeepAliveClient, http_get, pid_alive, serve, wait_until
+from pchelpers import (DEFAULT_USER, KeepAliveClient, http_get, pid_alive,
+                       serve, wait_until)
 
 CONF = """
 ThreadsPerChild 4
@@ -81,6 +83,42 @@ def test_graceful_under_hand_off_load(srv, users):
     assert set(results) == {"ok"}, (dict(results), srv.error_log()[-3000:])
 
 
+
+def through_old_child(httpd, before, after, first, second, wait_gone=None):
+    """Starts with config 'before', asks for 'first' on a keep-alive
+    connection, restarts gracefully to 'after' (waiting, if 'wait_gone' is
+    a pool name, until that pool's old children are gone), then asks for
+    'second' on the same connection, which the old child that served
+    'first' reads.  That child may also have closed the idle connection
+    at the restart (a client retries on a new one, which the new
+    generation serves): then it tries again.  Returns the answer."""
+    for _ in range(5):
+        httpd.write_config(before)
+        httpd.start()
+        k = KeepAliveClient(httpd.port("shared"), timeout=10)
+        try:
+            r = k.get("/cgi-bin/id.cgi", first)
+            assert r.status == 200, r
+            httpd.write_config(after)
+            gen = httpd.graceful()
+            if wait_gone:
+                old = {pid for _, pid, g, pool in httpd.started()
+                       if g < gen and pool.startswith(wait_gone)}
+                assert wait_until(lambda: not any(
+                    pid_alive(p) for p in old), 15), old
+            else:
+                time.sleep(0.3)
+            r = k.get("/cgi-bin/id.cgi", second)
+        finally:
+            k.close()
+            httpd.stop()
+        if r.status is not None:
+            return r
+        # The next try's generations are told apart by a fresh log.
+        httpd.error_log_path.unlink()
+    pytest.fail("the keep-alive connection was closed at every restart")
+
+
 MOVE_BEFORE = """
 ThreadsPerChild 4
 KeepAliveTimeout 15
@@ -119,25 +157,42 @@ def test_vhost_moved_by_graceful_reaches_new_owner(httpd, users):
     has only a port of its own, passes it on to shop.test's new owner: it
     keeps, for one generation, the channels a pool of the shared port had
     (before, it had none and answered 503)."""
-    httpd.write_config(MOVE_BEFORE)
-    httpd.start()
-    port = httpd.port("shared")
-    k = KeepAliveClient(port, timeout=10)
-    try:
-        r = k.get("/cgi-bin/id.cgi", "blog.test")
-        assert r.status == 200 and int(r.ident["uid"]) == \
-            users["pcbob"].uid, r
-        httpd.write_config(MOVE_AFTER)
-        gen = httpd.graceful()
-        # Every pool's new child runs, and alice's old one is gone: a
-        # record on alice's channel reaches the new one.
-        old_alice = {pid for _, pid, g, pool in httpd.started()
-                     if g < gen and pool.startswith("pcalice")}
-        assert wait_until(lambda: not any(
-            pid_alive(p) for p in old_alice), 15), old_alice
-        r = k.get("/cgi-bin/id.cgi", "shop.test")
-        assert r.status == 200, (r, httpd.error_log()[-2000:])
-        assert int(r.ident["uid"]) == users["pccarol"].uid, r
-    finally:
-        k.close()
-    httpd.stop()
+    r = through_old_child(httpd, MOVE_BEFORE, MOVE_AFTER, "blog.test",
+                          "shop.test", wait_gone="pcalice")
+    assert r.status == 200, (r, httpd.error_log()[-2000:])
+    assert int(r.ident["uid"]) == users["pccarol"].uid, r
+
+
+REMOVE_BEFORE = """
+ThreadsPerChild 4
+KeepAliveTimeout 15
+ChildPerUserID pcalice pcalice
+ChildPerUserID pcbob pcbob
+Listen 127.0.0.1:{port_shared}
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName a.test
+    AssignUserID pcalice pcalice
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+"""
+
+# pcbob's pool is gone: b.test is served as User/Group.
+REMOVE_AFTER = REMOVE_BEFORE.replace("ChildPerUserID pcbob pcbob\n", "") \
+    .replace("    ServerName b.test\n    AssignUserID pcbob pcbob\n",
+             "    ServerName b.test\n")
+
+
+def test_request_for_removed_pool_decided_by_new_generation(httpd, users):
+    """A graceful restart removes pcbob's pool (b.test now runs as
+    User/Group).  A keep-alive connection held through it by alice's old
+    child then asks for b.test: by the old configuration pcbob's, whose
+    pool is down.  The old child leaves it to alice's new children, which
+    know b.test's new owner (PC0325); before, the client got a 503."""
+    r = through_old_child(httpd, REMOVE_BEFORE, REMOVE_AFTER, "a.test",
+                          "b.test")
+    assert r.status == 200, (r, httpd.error_log()[-2000:])
+    assert int(r.ident["uid"]) == pwd.getpwnam(DEFAULT_USER).pw_uid, r
+    assert "PC0325" in httpd.error_log(), httpd.error_log()[-2000:]
