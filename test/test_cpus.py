@@ -309,16 +309,17 @@ def test_graceful_restart_to_fewer_ways_keeps_the_retired_channel(httpd,
         [p for p in k.get("pcalice", []) if p in new]) == 2 else None)(
         children_by_user(httpd, users)), 15)
     assert kids, children_by_user(httpd, users)
-    # pcalice's child: both of its pool's receiving ends (2), the sending
-    # end of pcbob's channel (the User/Group pool, which no connection on
-    # the shared port can reach, gets none).
+    # pcalice's child: both of its pool's receiving ends and sending
+    # ends (4: its own, for what it leaves to its successors when told to
+    # stop), the sending end of pcbob's channel (the User/Group pool,
+    # which no connection on the shared port can reach, gets none).
     for pid in (p for p in kids["pcalice"] if p in new):
         assert cpus_of(pid) == cpus_of(httpd.pid), "still pinned"
-        assert seqpackets(pid) == 3, (pid, seqpackets(pid))
-    # pcbob's child: its own receiving end, both of pcalice's sending
-    # ends.
+        assert seqpackets(pid) == 5, (pid, seqpackets(pid))
+    # pcbob's child: its own receiving and sending ends, both of
+    # pcalice's sending ends.
     (bob,) = [p for p in kids["pcbob"] if p in new]
-    assert seqpackets(bob) == 3, seqpackets(bob)
+    assert seqpackets(bob) == 4, seqpackets(bob)
     for i in range(20):
         r = http_get(httpd.port("shared"), "/cgi-bin/id.cgi", host="a.test",
                      timeout=5)
