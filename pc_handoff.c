@@ -2282,9 +2282,10 @@ static int decided_by_bytes(int status)
  * httpd's plain page and no access-log line (that vhost's ErrorDocument
  * and logs are not this process's to use).  So the owner gets the
  * connection and finds the same error itself, with its ErrorDocument
- * and in its logs (a timeout: told so, see PC_PRE_TIMED_OUT).  Not when the bytes only just came from another pool
- * (no ping-pong), nor when the connection cannot move: then the error
- * is answered here as before.  Returns 1 if the connection goes. */
+ * and in its logs (a timeout: told so, see PC_PRE_TIMED_OUT).  Not when
+ * the bytes only just came from another pool (no ping-pong), nor when
+ * the connection cannot move: then the error is answered here as
+ * before.  Returns 1 if the connection goes. */
 static int pass_early_error(request_rec *r)
 {
     request_rec *orig = r;

@@ -563,6 +563,21 @@ class Proc:
             self.pid, self.uids, self.gids, self.groups)
 
 
+def fd_inodes(pid, kind="socket"):
+    """Inodes (ints) of the sockets (or "pipe"s) process 'pid' holds."""
+    found = set()
+    d = "/proc/%d/fd" % pid
+    prefix = kind + ":["
+    for fd in os.listdir(d):
+        try:
+            link = os.readlink(os.path.join(d, fd))
+        except OSError:
+            continue
+        if link.startswith(prefix):
+            found.add(int(link[len(prefix):-1]))
+    return found
+
+
 def numeric_tenants(n, first_id):
     """Configuration for n tenants t0.test, t1.test... on {port_web},
     each its own user by number (#first_id, #first_id+1...): numeric

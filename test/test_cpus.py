@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from pchelpers import (DEFAULT_USER, http_get, pid_alive, proc_status,
-                       wait_until)
+from pchelpers import (DEFAULT_USER, fd_inodes, http_get, pid_alive,
+                       proc_status, wait_until)
 
 pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2,
                                 reason="needs two CPUs")
@@ -56,20 +56,6 @@ def listen_inodes(port):
     out = subprocess.run(["ss", "-ltnHe", "sport = :%d" % port],
                          capture_output=True, text=True).stdout
     return {int(m) for m in re.findall(r"\bino:(\d+)", out)}
-
-
-def socket_inodes(pid):
-    found = set()
-    fd_dir = "/proc/%d/fd" % pid
-    for fd in os.listdir(fd_dir):
-        try:
-            target = os.readlink(os.path.join(fd_dir, fd))
-        except OSError:
-            continue
-        m = re.match(r"socket:\[(\d+)\]", target)
-        if m:
-            found.add(int(m.group(1)))
-    return found
 
 
 def children_by_user(h, users):
@@ -120,7 +106,7 @@ def test_each_bucket_has_a_taker_in_every_pool(httpd, users):
         "two buckets per listener expected: %s %s\n%s"
         % (solo, shared, httpd.error_log()))
 
-    held = {u: [socket_inodes(p) for p in pids] for u, pids in kids.items()}
+    held = {u: [fd_inodes(p) for p in pids] for u, pids in kids.items()}
     # pcalice's two children: one bucket each, of both listeners.
     a0, a1 = held["pcalice"]
     assert len(a0 & solo) == 1 and len(a1 & solo) == 1, held

@@ -16,7 +16,8 @@ from collections import Counter
 import pytest
 
 from pchelpers import (DEFAULT_USER, KeepAliveClient, Proc, RawConnection,
-                       http_get, proc_status, raw_request, wait_until)
+                       fd_inodes, http_get, proc_status, raw_request,
+                       wait_until)
 
 CGI = "/cgi-bin/id.cgi"
 THREADS = 3
@@ -347,7 +348,7 @@ def listening_inodes(port):
     """Every socket listening on 127.0.0.1:port (one per bucket)."""
     want = "0100007F:%04X" % port
     with open("/proc/net/tcp") as f:
-        return {cols[9] for cols in (line.split()
+        return {int(cols[9]) for cols in (line.split()
                                      for line in f.readlines()[1:])
                 if cols[1] == want and cols[3] == "0A"}
 
@@ -360,21 +361,8 @@ def unix_peers():
     for line in out.splitlines()[1:]:
         cols = line.split()
         if len(cols) >= 8 and cols[5].isdigit() and cols[7].isdigit():
-            peers[cols[5]] = cols[7]
+            peers[int(cols[5])] = int(cols[7])
     return peers
-
-
-def socket_inodes(pid):
-    found = set()
-    d = "/proc/%d/fd" % pid
-    for fd in os.listdir(d):
-        try:
-            link = os.readlink(os.path.join(d, fd))
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            found.add(link[8:-1])
-    return found
 
 
 def test_tenant_with_own_port_reads_no_shared_port(httpd, users):
@@ -397,15 +385,15 @@ def test_tenant_with_own_port_reads_no_shared_port(httpd, users):
     inodes = listening_inodes(shared)
     assert inodes
     for c in carol:
-        assert not (socket_inodes(c.pid) & inodes), \
+        assert not (fd_inodes(c.pid) & inodes), \
             "carol's child %d holds the shared listener" % c.pid
     # Every Unix socket carol's children hold leads only to processes of
     # carol's pool or the root parent: none into alice's or bob's.
     peers = unix_peers()
-    held = {c.pid: socket_inodes(c.pid) for c in others}
+    held = {c.pid: fd_inodes(c.pid) for c in others}
     carols = set()
     for c in carol:
-        carols |= socket_inodes(c.pid)
+        carols |= fd_inodes(c.pid)
     for inode in carols:
         peer = peers.get(inode)
         for pid, socks in held.items():

@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from pchelpers import cmdline, http_get, proc_status, serve, wait_until
+from pchelpers import (cmdline, fd_inodes, http_get, proc_status, serve,
+                       wait_until)
 
 MAP = """#!/bin/sh
 # A RewriteMap program: one answer line per key line.
@@ -63,16 +64,7 @@ def srv(httpd_factory):
 
 
 def pipe_inodes(pid):
-    out = set()
-    d = "/proc/%d/fd" % pid
-    for fd in os.listdir(d):
-        try:
-            link = os.readlink(os.path.join(d, fd))
-        except OSError:
-            continue
-        if link.startswith("pipe:["):
-            out.add(int(link[6:-1]))
-    return out
+    return fd_inodes(pid, "pipe")
 
 
 def map_programs(srv):
