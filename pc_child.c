@@ -927,6 +927,12 @@ int pc_child_leaving(void)
     return child.may_exit;
 }
 
+int pc_child_superseded(void)
+{
+    return ap_scoreboard_image->global->running_generation
+           != child.generation;
+}
+
 void pc_child_main(int slot, int pool)
 {
     apr_thread_t **threads;

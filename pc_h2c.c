@@ -369,7 +369,8 @@ static int headers_fragment(const unsigned char *p, apr_size_t len,
  * that follow it, up to the one with END_HEADERS (RFC 9113, 6.10). */
 static int first_block(const unsigned char *b, apr_size_t n, apr_size_t pos,
                        apr_size_t len, unsigned char *scratch,
-                       char host[PC_H2C_MAX + 1], apr_size_t *need)
+                       char host[PC_H2C_MAX + 1], apr_size_t *need,
+                       int *open)
 {
     const unsigned char *frag;
     apr_size_t frag_len, got;
@@ -385,6 +386,7 @@ static int first_block(const unsigned char *b, apr_size_t n, apr_size_t pos,
     memcpy(scratch, frag, frag_len);
     got = frag_len;
     pos += len;
+    *open = 1;
     for (;;) {
         apr_size_t clen;
 
@@ -395,7 +397,8 @@ static int first_block(const unsigned char *b, apr_size_t n, apr_size_t pos,
         clen = ((apr_size_t)b[pos] << 16) | ((apr_size_t)b[pos + 1] << 8)
                | b[pos + 2];
         if (b[pos + 3] != FRAME_CONTINUATION
-            || memcmp(b + pos + 5, stream, 4) != 0
+            || (b[pos + 5] & 0x7f) != (stream[0] & 0x7f)
+            || memcmp(b + pos + 6, stream + 1, 3) != 0
             || clen > FRAME_MAX_PAYLOAD) {
             return -1;         /* a connection error for mod_http2 */
         }
@@ -437,11 +440,12 @@ long pc_h2c_settings_ack(const unsigned char *b, apr_size_t n,
 
 int pc_h2c_parse(const unsigned char *b, apr_size_t n,
                  unsigned char *scratch, char host[PC_H2C_MAX + 1],
-                 apr_size_t *need)
+                 apr_size_t *need, int *open)
 {
     apr_size_t pos = PC_H2C_PREFACE_LEN;
     int frames;
 
+    *open = 0;
     if (memcmp(b, PC_H2C_PREFACE, n < pos ? n : pos) != 0) {
         return -1;
     }
@@ -473,7 +477,7 @@ int pc_h2c_parse(const unsigned char *b, apr_size_t n,
             if (stream == 0) {
                 return -1;
             }
-            return first_block(b, n, pos, len, scratch, host, need);
+            return first_block(b, n, pos, len, scratch, host, need, open);
         case FRAME_PRIORITY:
         case FRAME_SETTINGS:
         case FRAME_PING:

@@ -36,14 +36,16 @@
  *     header block (a HEADERS frame, and the CONTINUATION frames that
  *     carry the rest of it); 'host' is its :authority (else its Host),
  *     the port removed, NUL-terminated ("" if it has neither);
- *  0: they could, once at least '*need' bytes are there;
+ *  0: they could, once at least '*need' bytes are there ('*open' set
+ *     when a header block has begun: the client sends the rest at once,
+ *     without waiting for anything of the server's);
  * -1: they are not HTTP/2, or not a start this parser takes (a reference
  *     to HPACK's dynamic table, a malformed frame): mod_http2 decides
  *     alone, here.
  * 'scratch' (n bytes) takes a header block that came in several frames. */
 int pc_h2c_parse(const unsigned char *b, apr_size_t n,
                  unsigned char *scratch, char host[PC_H2C_MAX + 1],
-                 apr_size_t *need);
+                 apr_size_t *need, int *open);
 
 /* The server's part of a connection's start (RFC 9113, 3.4): an empty
  * SETTINGS frame. */

@@ -1649,8 +1649,9 @@ static int to_successors(request_rec *r, pc_conn_t *pcc, int owner)
 {
     int way;
 
-    if (!pc_child_leaving() || pc_my_pool < 0 || owner == pc_my_pool
-        || pc_one_process || pc_my_pool >= num_chans
+    if (!pc_child_leaving() || !pc_child_superseded()
+        || !pc_parent_pool_down(owner) || pc_my_pool < 0
+        || owner == pc_my_pool || pc_one_process || pc_my_pool >= num_chans
         || send_end(pc_my_pool, 0) < 0) {
         return -1;
     }
@@ -2041,8 +2042,9 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
     conn_rec *c = f->c;
     char name[PC_SNI_MAX + 1];
     apr_size_t len, skip, cap = PC_SNI_PEEK;
+    apr_pool_t *tmp;
     look_t lk;
-    int owner;
+    int owner, found;
 
     len = look_begin(f, pcc, block, &lk, &pcc->peek_tls, PC_SNI_PEEK, &skip,
                      &pcc->sni_done, rv);
@@ -2050,8 +2052,11 @@ static int pass_by_sni(ap_filter_t *f, pc_conn_t *pcc,
         return 0;
     }
     len = peek_tls_hello(f, pcc, skip, len, &lk, &cap);
-    if (pc_sni_parse((const unsigned char *)pcc->peek_tls + skip, len - skip,
-                     apr_palloc(c->pool, len - skip), name) < 0) {
+    apr_pool_create(&tmp, c->pool);
+    found = pc_sni_parse((const unsigned char *)pcc->peek_tls + skip,
+                         len - skip, apr_palloc(tmp, len - skip), name);
+    apr_pool_destroy(tmp);
+    if (found < 0) {
         return 0;
     }
     if ((owner = leave_before_start(c, pcc, name, "TLS")) < 0) {
@@ -2122,7 +2127,11 @@ static void drop_settings_ack(pc_conn_t *pcc, apr_size_t at)
     ra->iov_len -= PC_H2C_FRAME_HEADER_LEN;
 }
 
+/* The look's buffers, in a pool of their own that ends with the look:
+ * a connection that stays (an HTTP/2 session may last for hours) keeps
+ * none of them. */
 typedef struct h2c_peek_t {
+    apr_pool_t *p;
     char *buf;               /* the connection's first bytes, as read */
     apr_size_t cap;          /* PC_H2C_PEEK, or PC_H2C_PEEK_MAX */
     unsigned char *scratch;  /* (cap bytes) a header block, joined */
@@ -2131,8 +2140,8 @@ typedef struct h2c_peek_t {
 static void h2c_peek_alloc(conn_rec *c, h2c_peek_t *pk, apr_size_t cap)
 {
     pk->cap = cap;
-    pk->buf = apr_palloc(c->pool, cap);
-    pk->scratch = apr_palloc(c->pool, cap);
+    pk->buf = apr_palloc(pk->p, cap);
+    pk->scratch = apr_palloc(pk->p, cap);
 }
 
 /* The host the connection's first HTTP/2 request asks for, waiting for
@@ -2149,8 +2158,9 @@ static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, h2c_peek_t *pk,
 
     for (;;) {
         apr_size_t need = 0, had = len;
+        int open;
         int rv = pc_h2c_parse((const unsigned char *)buf + skip, len - skip,
-                              pk->scratch, host, &need);
+                              pk->scratch, host, &need, &open);
 
         *lenp = len;
         if (rv != 0) {
@@ -2169,7 +2179,7 @@ static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, h2c_peek_t *pk,
             len = peek_head(f->c, buf, pk->cap);
             continue;             /* what the core had may be all of it */
         }
-        if (need == len - skip + PC_H2C_FRAME_HEADER_LEN
+        if (need == len - skip + PC_H2C_FRAME_HEADER_LEN && !open
             && pcc->h2c_settings_at == 0) {
             /* Only whole frames so far: a client may wait for the
              * server's SETTINGS before its first request (gRPC does), and
@@ -2210,14 +2220,13 @@ static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, h2c_peek_t *pk,
  * mod_http2 then sees end of file.  Anything else stays here: HTTP/1.1
  * takes its usual path, and an HTTP/2 session here answers requests for
  * other pools' hosts with 421. */
-static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
-                       apr_read_type_e block, apr_status_t *rv)
+static int h2c_look(ap_filter_t *f, pc_conn_t *pcc, apr_read_type_e block,
+                    apr_status_t *rv, h2c_peek_t *pk)
 {
     conn_rec *c = f->c;
     char first_buf[536 + PC_H2C_PREFACE_LEN];
     char *first = first_buf;
     char host[PC_H2C_MAX + 1];
-    h2c_peek_t pk;
     apr_size_t len, skip;
     look_t lk;
     long ack = -1;
@@ -2228,13 +2237,14 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
     if (len == 0 || !looks_h2c(first, len, skip)) {
         return 0;                 /* HTTP/1.x: decided per request */
     }
-    h2c_peek_alloc(c, &pk, PC_H2C_PEEK);
-    len = peek_head(c, pk.buf, pk.cap);
-    if (!h2c_first_host(f, pcc, &pk, skip, &len, &lk, host)) {
+    apr_pool_create(&pk->p, c->pool);
+    h2c_peek_alloc(c, pk, PC_H2C_PEEK);
+    len = peek_head(c, pk->buf, pk->cap);
+    if (!h2c_first_host(f, pcc, pk, skip, &len, &lk, host)) {
         return 0;
     }
     while (pcc->h2c_settings_at > 0
-           && (ack = pc_h2c_settings_ack((const unsigned char *)pk.buf + skip,
+           && (ack = pc_h2c_settings_ack((const unsigned char *)pk->buf + skip,
                                          len - skip, pcc->h2c_settings_at))
               < 0) {
         /* The client's ACK of our SETTINGS must be in what goes; it may
@@ -2242,7 +2252,7 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
          * SETTINGS), and it must come at once (RFC 9113, 6.5.3). */
         apr_size_t had = len;
 
-        len = peek_until(f, pcc->peek, pk.buf, pk.cap, len, len + 1, &lk);
+        len = peek_until(f, pcc->peek, pk->buf, pk->cap, len, len + 1, &lk);
         if (len <= had) {
             return 0;
         }
@@ -2258,6 +2268,20 @@ static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
                   "before the session", host[0] ? host : "(none)",
                   pc_pools_get(owner)->label);
     return 1;
+}
+
+static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
+                       apr_read_type_e block, apr_status_t *rv)
+{
+    h2c_peek_t pk;
+    int gone;
+
+    pk.p = NULL;
+    gone = h2c_look(f, pcc, block, rv, &pk);
+    if (pk.p != NULL) {
+        apr_pool_destroy(pk.p);
+    }
+    return gone;
 }
 
 /* Errors that httpd finds in the bytes of a request head alone (not a

@@ -198,8 +198,11 @@ static void retire_gone_pools(void)
         return;
     }
     for (i = 0; i < pc_retained->old_npools; i++) {
-        if (!identity_kept(pc_retained->old_uids[i],
-                           pc_retained->old_gids[i])) {
+        /* A generation of one pool has no channels: nobody of it would
+         * read what an old child sends to a kept pool either. */
+        if (pc_conf->pools->nelts < 2
+            || !identity_kept(pc_retained->old_uids[i],
+                              pc_retained->old_gids[i])) {
             apr_atomic_set32(&pc_retained->old_down[i], 1);
         }
     }

@@ -120,12 +120,12 @@ static apr_size_t join_records(const unsigned char *b, apr_size_t n,
         apr_size_t rl, i;
 
         *next = at + 5;
-        if (n < at + 5) {
-            return got;           /* the record header is cut short */
-        }
-        if (b[at] != 22 || (b[at + 1]) != 3) {
+        if ((n > at && b[at] != 22) || (n > at + 1 && b[at + 1] != 3)) {
             *next = 0;
             return got;           /* not (or no longer) a handshake */
+        }
+        if (n < at + 5) {
+            return got;           /* the record header is cut short */
         }
         rl = ((apr_size_t)b[at + 3] << 8) | b[at + 4];
         *next = at + 5 + rl;

@@ -243,6 +243,8 @@ void pc_child_main(int slot, int pool) __attribute__((noreturn));
 /* Has this child been told to stop (it takes no more connections or
  * records, and finishes the ones it has)? */
 int pc_child_leaving(void);
+/* ... and has a restart since begun a generation after its own? */
+int pc_child_superseded(void);
 
 /* pc_handoff.c */
 void pc_handoff_register_hooks(apr_pool_t *p);

@@ -196,3 +196,32 @@ def test_request_for_removed_pool_decided_by_new_generation(httpd, users):
     assert r.status == 200, (r, httpd.error_log()[-2000:])
     assert int(r.ident["uid"]) == pwd.getpwnam(DEFAULT_USER).pw_uid, r
     assert "PC0325" in httpd.error_log(), httpd.error_log()[-2000:]
+
+
+ALONE_BEFORE = """
+ThreadsPerChild 4
+KeepAliveTimeout 15
+ChildPerUserID pcbob pcbob
+Listen 127.0.0.1:{port_shared}
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName default.test
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port_shared}>
+    ServerName b.test
+    AssignUserID pcbob pcbob
+</VirtualHost>
+"""
+
+# One pool left (User/Group's): the new generation has no channels.
+ALONE_AFTER = ALONE_BEFORE.replace("ChildPerUserID pcbob pcbob\n", "") \
+    .replace("    AssignUserID pcbob pcbob\n", "")
+
+
+def test_request_for_removed_pool_when_one_pool_is_left(httpd, users):
+    """As above, but the restart leaves a single pool, which reads no
+    channel: the old child cannot leave the request to anyone and
+    answers 503 at once (before, it would have sent it into a channel
+    nobody reads, and the client waited, then lost it)."""
+    r = through_old_child(httpd, ALONE_BEFORE, ALONE_AFTER, "default.test",
+                          "b.test")
+    assert r.status == 503, (r, httpd.error_log()[-2000:])

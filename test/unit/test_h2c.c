@@ -189,15 +189,19 @@ static void start(buf_t *o, const buf_t *block, int flags)
     frame(o, 1, flags, 1, &p);
 }
 
+/* What the last parse said of an open header block. */
+static int last_open;
+
 static int parse(const buf_t *o, size_t n, char *host, size_t *need)
 {
     /* A copy of exactly n bytes: reading past it is valgrind's to see. */
     unsigned char *copy = malloc(n ? n : 1);
     unsigned char *scratch = malloc(n ? n : 1);
-    int rv;
+    int rv, open;
 
     memcpy(copy, o->b, n);
-    rv = pc_h2c_parse(copy, n, scratch, host, need);
+    rv = pc_h2c_parse(copy, n, scratch, host, need, &open);
+    last_open = open;
     free(copy);
     free(scratch);
     return rv;
@@ -385,6 +389,11 @@ static void host_cases(void)
         start(&o, &blk, 0);
         expect("no END_HEADERS yet: wait for the next frame",
                parse(&o, o.n, host, &need) == 0 && need == o.n + 9);
+        expect("... with the header block open (no wait for SETTINGS)",
+               last_open == 1);
+        start(&o, &blk, 0x4);
+        expect("before HEADERS: no header block open",
+               parse(&o, o.n - 20, host, &need) == 0 && last_open == 0);
         for (at = 0; at < 20; at++) {
             start_continued(&o, &blk, at, 1000, 1);
             if (parse(&o, o.n, host, &need) != 1
