@@ -2219,7 +2219,8 @@ static int h2c_first_host(ap_filter_t *f, pc_conn_t *pcc, h2c_peek_t *pk,
  * life: the session's state cannot move later).  Returns 1 if it goes;
  * mod_http2 then sees end of file.  Anything else stays here: HTTP/1.1
  * takes its usual path, and an HTTP/2 session here answers requests for
- * other pools' hosts with 421. */
+ * other pools' hosts with 421.  (pass_by_h2c below runs it with the
+ * look's own pool, which it ends.) */
 static int h2c_look(ap_filter_t *f, pc_conn_t *pcc, apr_read_type_e block,
                     apr_status_t *rv, h2c_peek_t *pk)
 {
@@ -2270,6 +2271,7 @@ static int h2c_look(ap_filter_t *f, pc_conn_t *pcc, apr_read_type_e block,
     return 1;
 }
 
+/* h2c_look, and the end of the buffers it took (h2c_peek_t). */
 static int pass_by_h2c(ap_filter_t *f, pc_conn_t *pcc,
                        apr_read_type_e block, apr_status_t *rv)
 {

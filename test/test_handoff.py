@@ -1851,17 +1851,19 @@ ERRDOCS = VHOSTS.replace(
     "    ErrorDocument 417 /err417.html\n")
 
 
-@pytest.fixture(scope="module")
-def errdocs(httpd_factory, module, users):
-    h = httpd_factory("errdocs")
-    h.write_config(ERRDOCS, loglevel=loglevel(module))
-    for user, name in (("pccarol", "err400.html"), ("pcbob", "err417.html")):
-        # Readable by the vhost's own user only: served by anyone else,
-        # it would be a 403, not this text.
-        path = h.docroot(user) / name
-        path.write_text("ERRDOC %s %s\n" % (name, user))
-        os.chown(path, users[user].uid, users[user].gid)
-        os.chmod(path, 0o600)
+
+def private_errdoc(h, users, user, name):
+    """An ErrorDocument page readable by the vhost's own user only: served
+    by anyone else, it would be a 403, not its text."""
+    path = h.docroot(user) / name
+    path.write_text("ERRDOC %s %s\n" % (name, user))
+    os.chown(path, users[user].uid, users[user].gid)
+    os.chmod(path, 0o600)
+
+
+def started_ready(h):
+    """Generator body for a module fixture: start, wait for every owner,
+    yield, stop; killed by pid in any case."""
     try:
         h.start()
         wait_ready(h)
@@ -1869,6 +1871,14 @@ def errdocs(httpd_factory, module, users):
         h.stop()
     finally:
         h.kill_all()
+
+@pytest.fixture(scope="module")
+def errdocs(httpd_factory, module, users):
+    h = httpd_factory("errdocs")
+    h.write_config(ERRDOCS, loglevel=loglevel(module))
+    for user, name in (("pccarol", "err400.html"), ("pcbob", "err417.html")):
+        private_errdoc(h, users, user, name)
+    yield from started_ready(h)
 
 
 @pytest.mark.parametrize("bad, status, owner", [
@@ -1921,17 +1931,8 @@ def timeouts(httpd_factory, module, users, request):
         h.write_config(TIMEOUTS + "RequestReadTimeout header=2 body=2\n",
                        loglevel=loglevel(module),
                        extra_modules=("reqtimeout",))
-    path = h.docroot("pccarol") / "err408.html"
-    path.write_text("ERRDOC err408.html pccarol\n")
-    os.chown(path, users["pccarol"].uid, users["pccarol"].gid)
-    os.chmod(path, 0o600)
-    try:
-        h.start()
-        wait_ready(h)
-        yield h
-        h.stop()
-    finally:
-        h.kill_all()
+    private_errdoc(h, users, "pccarol", "err408.html")
+    yield from started_ready(h)
 
 
 def _timeouts_logged(h, since):
